@@ -1,0 +1,91 @@
+"""Ground-truth sparse attention in torch: gather the selected keys/values, softmax in fp32."""
+
+from __future__ import annotations
+
+import torch
+
+from ctxsparse.selection import Selection
+
+
+def check_attention_inputs(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
+    """Shape checks shared by the backends; errors say what to change."""
+    if query.dim() != 4 or keys.dim() != 4 or values.dim() != 4:
+        raise ValueError(
+            "query, keys and values must be [B, H, T, D]; got "
+            f"{tuple(query.shape)}, {tuple(keys.shape)}, {tuple(values.shape)}."
+        )
+    if keys.shape[2] == 0:
+        raise ValueError("The KV cache is empty: prefill a context before running sparse attention.")
+    if query.shape[1] % keys.shape[1]:
+        raise ValueError(
+            f"{query.shape[1]} query heads are not a multiple of {keys.shape[1]} kv heads: check the model's config."
+        )
+    if keys.shape != values.shape:
+        raise ValueError(f"keys {tuple(keys.shape)} and values {tuple(values.shape)} must have the same shape.")
+
+
+def sparse_attention_reference(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    selection: Selection,
+    scale: float | None = None,
+    return_lse: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Attention of each query row over only its selected positions.
+
+    query [B, Hq, Tq, D]; keys/values [B, Hkv, N, D]; selection at q_head or kv_head granularity.
+    out[b,h,t] = sum_j w_j exp(s_j - m) v_j / sum_j w_j exp(s_j - m) over the valid selected slots j,
+    with s_j = scale * q·k_j and w_j the importance weight (1 when absent). Returns [B, Hq, Tq, D] in
+    query's dtype, and the natural-log log-sum-exp [B, Hq, Tq] (fp32) on request.
+    """
+    check_attention_inputs(query, keys, values)
+    b, hq, tq, d = query.shape
+    hkv, n = keys.shape[1], keys.shape[2]
+    scale = d**-0.5 if scale is None else scale
+    sel = selection.to_query_heads(hq)
+    if tuple(sel.indices.shape[:3]) != (b, hq, tq):
+        raise ValueError(
+            f"Selection indices {tuple(selection.indices.shape)} do not fit query {tuple(query.shape)} "
+            f"with {hkv} kv heads."
+        )
+    idx = sel.indices.to(torch.int64)
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
+        raise IndexError(f"Selection indices must lie in [0, {n}); got range [{int(idx.min())}, {int(idx.max())}].")
+    g = hq // hkv
+    # Gather per query head from its kv head: [B, Hq, Tq*k, D].
+    kk = keys.repeat_interleave(g, dim=1) if g > 1 else keys
+    vv = values.repeat_interleave(g, dim=1) if g > 1 else values
+    flat = idx.reshape(b, hq, tq * sel.k, 1).expand(-1, -1, -1, d)
+    k_sel = torch.gather(kk, 2, flat).view(b, hq, tq, sel.k, d).float()
+    v_sel = torch.gather(vv, 2, flat).view(b, hq, tq, sel.k, d).float()
+    logits = torch.einsum("bhtd,bhtkd->bhtk", query.float(), k_sel) * scale
+    valid = sel.valid_mask()
+    if sel.weights is not None:
+        valid = valid & (sel.weights > 0)
+        logits = logits + torch.log(sel.weights.float().clamp_min(1e-38))
+    logits = logits.masked_fill(~valid, float("-inf"))
+    lse = torch.logsumexp(logits, dim=-1)
+    probs = torch.exp(logits - lse.unsqueeze(-1)).nan_to_num(0.0)
+    out = torch.einsum("bhtk,bhtkd->bhtd", probs, v_sel).to(query.dtype)
+    return (out, lse) if return_lse else out
+
+
+def dense_attention_reference(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    visible: torch.Tensor | None = None,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Dense attention in fp32 with a boolean visibility mask [B, 1|Hq, Tq, N]; the comparison baseline."""
+    check_attention_inputs(query, keys, values)
+    g = query.shape[1] // keys.shape[1]
+    scale = query.shape[-1] ** -0.5 if scale is None else scale
+    kk = keys.float().repeat_interleave(g, dim=1)
+    vv = values.float().repeat_interleave(g, dim=1)
+    logits = torch.matmul(query.float(), kk.transpose(-1, -2)) * scale
+    if visible is not None:
+        logits = logits.masked_fill(~visible, float("-inf"))
+    probs = torch.softmax(logits, dim=-1).nan_to_num(0.0)
+    return torch.matmul(probs, vv).to(query.dtype)

@@ -1,0 +1,144 @@
+"""The selector contract: given queries, the key cache and a per-row budget, say which positions to read."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ctxsparse.selection import Selection, check_granularity
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class SelectionContext:
+    """Everything a selector may look at for one attention call of one layer.
+
+    query: [B, Hq, Tq, D]; keys: [B, Hkv, N, D] (the whole cache, after this step's append);
+    visible: bool [B, 1, Tq, N], True where query row t may attend to position n (causality, padding,
+    sliding windows and unwritten static-cache slots are all folded in here).
+    """
+
+    query: torch.Tensor
+    keys: torch.Tensor
+    visible: torch.Tensor
+    scale: float
+    layer_idx: int = 0
+    states: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _scores: torch.Tensor | None = field(default=None, repr=False)
+    _probs: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def num_query_heads(self) -> int:
+        return self.query.shape[1]
+
+    @property
+    def num_kv_heads(self) -> int:
+        return self.keys.shape[1]
+
+    @property
+    def group_size(self) -> int:
+        return self.num_query_heads // self.num_kv_heads
+
+    @property
+    def num_keys(self) -> int:
+        return self.keys.shape[2]
+
+    @property
+    def cache_len(self) -> int:
+        """Number of cache slots written so far (a static cache may be longer than this)."""
+        written = self.visible.any(dim=(0, 1, 2)).nonzero()
+        return int(written.max()) + 1 if written.numel() else 0
+
+    def state(self, owner: object) -> dict[str, Any]:
+        """Per-layer state of one selector, kept by the decoding session across steps."""
+        return self.states.setdefault(id(owner), {})
+
+    def visible_counts(self) -> torch.Tensor:
+        """Int64 [B, 1, Tq]: visible tokens per query row."""
+        return self.visible.sum(-1)
+
+    def heads_for(self, granularity: str) -> int:
+        check_granularity(granularity)
+        return self.num_query_heads if granularity == "q_head" else self.num_kv_heads
+
+    def visible_for(self, granularity: str) -> torch.Tensor:
+        """visible broadcast to [B, H, Tq, N] for the granularity."""
+        b, _, t, n = self.visible.shape
+        return self.visible.expand(b, self.heads_for(granularity), t, n)
+
+    def scores(self) -> torch.Tensor:
+        """Scaled q·K logits, fp32 [B, Hq, Tq, N], -inf where invisible. Computed once per call."""
+        if self._scores is None:
+            q = self.query.float()
+            k = self.keys.float().repeat_interleave(self.group_size, dim=1)
+            s = torch.matmul(q, k.transpose(-1, -2)) * self.scale
+            self._scores = s.masked_fill(~self.visible, NEG_INF)
+        return self._scores
+
+    def probs(self) -> torch.Tensor:
+        """Dense softmax attention probabilities, fp32 [B, Hq, Tq, N]."""
+        if self._probs is None:
+            self._probs = torch.softmax(self.scores(), dim=-1).nan_to_num(0.0)
+        return self._probs
+
+    def oracle_scores(self, granularity: str, aggregate: str = "prob_sum") -> torch.Tensor:
+        """Exact importance per head: logits for q_head; for kv_head the group's aggregate.
+
+        aggregate: 'prob_sum' (sum of the group's softmax probabilities, the default), 'logit_max' or
+        'logit_mean' over the group's logits.
+        """
+        if granularity == "q_head":
+            return self.scores()
+        check_granularity(granularity)
+        b, hq, t, n = self.query.shape[0], self.num_query_heads, self.query.shape[2], self.num_keys
+        g = self.group_size
+        if aggregate == "prob_sum":
+            agg = self.probs().view(b, hq // g, g, t, n).sum(2)
+        elif aggregate == "logit_max":
+            agg = self.scores().view(b, hq // g, g, t, n).amax(2)
+        elif aggregate == "logit_mean":
+            agg = self.scores().view(b, hq // g, g, t, n).mean(2)
+        else:
+            raise ValueError(f"aggregate must be 'prob_sum', 'logit_max' or 'logit_mean'; got {aggregate!r}.")
+        return agg.masked_fill(~self.visible, NEG_INF)
+
+
+def topk_selection(scores: torch.Tensor, k: torch.Tensor, allowed: torch.Tensor) -> Selection:
+    """Pick the k highest-scoring allowed positions per row.
+
+    scores: [B, H, Tq, N]; k: int [B, 1 or H, Tq] tokens wanted per row; allowed: bool broadcastable to
+    scores. Rows get min(k, allowed count) tokens; disallowed positions are never selected.
+    """
+    allowed = allowed.expand_as(scores)
+    masked = scores.float().masked_fill(~allowed, NEG_INF)
+    available = allowed.sum(-1)
+    lengths = torch.minimum(k.expand_as(available), available)
+    kmax = max(int(lengths.max()) if lengths.numel() else 0, 1)
+    kmax = min(kmax, scores.shape[-1])
+    idx = torch.topk(masked, kmax, dim=-1, sorted=True).indices
+    return Selection(idx.to(torch.int32), lengths.to(torch.int32))
+
+
+class Selector(abc.ABC):
+    """Base of every selector: a small dataclass with a `granularity` field and a `select` method."""
+
+    granularity: str = "q_head"
+    name: str = ""
+
+    @abc.abstractmethod
+    def select(self, ctx: SelectionContext, k: torch.Tensor, exclude: torch.Tensor | None = None) -> Selection:
+        """Return a Selection at self.granularity.
+
+        k: int64 [B, 1, Tq], the token budget of each query row (already clipped to its visible count).
+        exclude: optional bool [B, H, Tq, N] of positions already taken (by an earlier Compose member);
+        they must not be selected again, and the budget k counts only new tokens.
+        """
+
+    def allowed(self, ctx: SelectionContext, exclude: torch.Tensor | None) -> torch.Tensor:
+        """Visible and not excluded, [B, H, Tq, N] at self.granularity."""
+        vis = ctx.visible_for(self.granularity)
+        return vis if exclude is None else vis & ~exclude
