@@ -20,6 +20,8 @@ class SelectionContext:
     query: [B, Hq, Tq, D]; keys: [B, Hkv, N, D] (the whole cache, after this step's append);
     visible: bool [B, 1, Tq, N], True where query row t may attend to position n (causality, padding,
     sliding windows and unwritten static-cache slots are all folded in here).
+    model_key names the model (for per-model files such as calibrations); states holds each selector's
+    per-layer state across decoding steps (see `state`).
     """
 
     query: torch.Tensor
@@ -27,6 +29,8 @@ class SelectionContext:
     visible: torch.Tensor
     scale: float
     layer_idx: int = 0
+    num_layers: int = 0
+    model_key: str = ""
     states: dict[int, dict[str, Any]] = field(default_factory=dict)
     _scores: torch.Tensor | None = field(default=None, repr=False)
     _probs: torch.Tensor | None = field(default=None, repr=False)
