@@ -53,12 +53,13 @@ def sparse_attention_reference(
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
         raise IndexError(f"Selection indices must lie in [0, {n}); got range [{int(idx.min())}, {int(idx.max())}].")
     g = hq // hkv
-    # Gather per query head from its kv head: [B, Hq, Tq*k, D].
-    kk = keys.repeat_interleave(g, dim=1) if g > 1 else keys
-    vv = values.repeat_interleave(g, dim=1) if g > 1 else values
-    flat = idx.reshape(b, hq, tq * sel.k, 1).expand(-1, -1, -1, d)
-    k_sel = torch.gather(kk, 2, flat).view(b, hq, tq, sel.k, d).float()
-    v_sel = torch.gather(vv, 2, flat).view(b, hq, tq, sel.k, d).float()
+    # Row of each selected token in the caches viewed as [B*Hkv*N, D]; query head h reads kv head h // g,
+    # so nothing is copied per query head.
+    head_kv = torch.arange(hq, device=idx.device) // g
+    base = (torch.arange(b, device=idx.device).view(b, 1) * hkv + head_kv.view(1, hq)) * n
+    rows = (idx + base.view(b, hq, 1, 1)).reshape(-1)
+    k_sel = keys.reshape(b * hkv * n, d).index_select(0, rows).view(b, hq, tq, sel.k, d).float()
+    v_sel = values.reshape(b * hkv * n, d).index_select(0, rows).view(b, hq, tq, sel.k, d).float()
     logits = torch.einsum("bhtd,bhtkd->bhtk", query.float(), k_sel) * scale
     valid = sel.valid_mask()
     if sel.weights is not None:

@@ -77,9 +77,10 @@ class SelectionContext:
     def scores(self) -> torch.Tensor:
         """Scaled q·K logits, fp32 [B, Hq, Tq, N], -inf where invisible. Computed once per call."""
         if self._scores is None:
-            q = self.query.float()
-            k = self.keys.float().repeat_interleave(self.group_size, dim=1)
-            s = torch.matmul(q, k.transpose(-1, -2)) * self.scale
+            # Fold the GQA group into the query rows so K is read once per kv head, never copied per query head.
+            b, hq, t, d = self.query.shape
+            q = self.query.float().reshape(b, self.num_kv_heads, self.group_size * t, d)
+            s = torch.matmul(q, self.keys.float().transpose(-1, -2)).view(b, hq, t, -1) * self.scale
             self._scores = s.masked_fill(~self.visible, NEG_INF)
         return self._scores
 

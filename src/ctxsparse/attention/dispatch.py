@@ -1,0 +1,24 @@
+"""Pick the attention backend for a sparse call: the torch reference, or a GPU kernel where it applies."""
+
+from __future__ import annotations
+
+import torch
+
+from ctxsparse.attention.reference import sparse_attention_reference
+from ctxsparse.selection import Selection
+
+BACKENDS = ("auto", "reference")
+
+
+def sparse_attention(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    selection: Selection,
+    scale: float,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Attention over the selection, [B, Hq, Tq, D]; 'auto' uses the reference on CPU."""
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown attention backend {backend!r}; choose one of {BACKENDS}.")
+    return sparse_attention_reference(query, keys, values, selection, scale)
