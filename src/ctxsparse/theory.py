@@ -227,26 +227,19 @@ def verify(c: Collision, rtol: float = 1e-10, min_tv: float = 1e-9, atol_mass: f
         mass = float(a.sum())
         if abs(mass - 1.0) > atol_mass:
             problems.append(f"{name} sums to {mass:.17g}, not 1")
-    return Verification(
-        passed=not problems, rel_output_error=c.rel_output_error, tv=c.tv, problems=tuple(problems)
-    )
+    return Verification(passed=not problems, rel_output_error=c.rel_output_error, tv=c.tv, problems=tuple(problems))
 
 
 def format_collision(c: Collision, check: Verification, title: str = "random V") -> str:
     """A few lines stating the construction and the check, for the CLI."""
-    status = (
-        "PASS: two different distributions, one output"
-        if check.passed
-        else "FAIL: " + "; ".join(check.problems)
-    )
+    status = "PASS: two different distributions, one output" if check.passed else "FAIL: " + "; ".join(check.problems)
     boundary = "at the simplex boundary" if c.t == c.t_max else f"{c.t / c.t_max:.2f} of the way there"
     return "\n".join(
         [
             f"{title}: N={c.n} tokens, d={c.d}",
             f"  rank [V^T; 1^T] = {c.rank}, null space dim = {c.null_dim} (N - d - 1 = {c.n - c.d - 1})",
             f"  a1: support {c.support1}/{c.n};  a2 = a1 + t z, t {boundary}: support {c.support2}/{c.n}",
-            f"  max |o1 - o2| = {c.max_abs_diff:.2e} (relative {c.rel_output_error:.2e});  "
-            f"TV(a1, a2) = {c.tv:.4f}",
+            f"  max |o1 - o2| = {c.max_abs_diff:.2e} (relative {c.rel_output_error:.2e});  TV(a1, a2) = {c.tv:.4f}",
             f"  check: {status}",
         ]
     )
@@ -437,8 +430,7 @@ def format_model_table(records: list[HeadRecord]) -> str:
         tv_s = f"{min(tvs):.4f}" if tvs else "n/a"
         share = min(r.share for r in recs)
         lines.append(
-            f"{_span(layers):>7} {heads:>8} {n:>6} {d:>4} {rank_s:>7} {null_s:>9} {share:>6.1%} "
-            f"{diff_s:>11} {tv_s:>7}"
+            f"{_span(layers):>7} {heads:>8} {n:>6} {d:>4} {rank_s:>7} {null_s:>9} {share:>6.1%} {diff_s:>11} {tv_s:>7}"
         )
     return "\n".join(lines)
 
