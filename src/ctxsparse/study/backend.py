@@ -1,0 +1,128 @@
+"""How the study runner reaches a model: a small backend contract, and the transformers implementation.
+
+The runner only needs three things per model (prefill a context, decode one configuration from that
+prefill, report the model's context limit), so tests can drive it with a fake backend and no model.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ctxsparse.study.plan import MethodSpec
+
+FIDELITY_KEYS = ("density", "mass_recall", "output_error", "kl", "top1_agreement")
+# Dense decoding compared with itself: what a trace would measure, without paying for the trace.
+DENSE_FIDELITY = {"density": 1.0, "mass_recall": 1.0, "output_error": 0.0, "kl": 0.0, "top1_agreement": 1.0}
+
+
+@dataclass
+class Prefilled:
+    """A sample's context after the dense prefill; state is whatever the backend decodes from."""
+
+    state: Any
+    context_tokens: int
+    prefill_s: float
+
+
+@dataclass
+class DecodeOutcome:
+    """One decoded configuration: the text, its token count, timings and fidelity summary."""
+
+    text: str
+    new_tokens: int
+    decode_s: float
+    fidelity: dict[str, float | None] = field(default_factory=dict)
+    steps: int | None = None
+
+
+class ModelSession(Protocol):
+    """One loaded model."""
+
+    tokenizer: Any
+    max_positions: int | None
+
+    def prefill(self, sample: Any) -> Prefilled: ...
+
+    def decode(
+        self, prefilled: Prefilled, sample: Any, method: MethodSpec, sparsity: float, phase: str
+    ) -> DecodeOutcome: ...
+
+
+class Backend(Protocol):
+    """Opens model sessions by name (unknown names raise ValueError listing the known ones)."""
+
+    def open(self, model: str) -> ModelSession: ...
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    if name in ("auto", "", None):
+        return None
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"Unknown dtype {name!r}; use auto, float32, bfloat16 or float16.")
+    return dtype
+
+
+class TransformersSession:
+    """A transformers model and tokenizer, decoded through ctxsparse.generation."""
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_positions = getattr(model.config, "max_position_embeddings", None)
+
+    def prefill(self, sample: Any) -> Prefilled:
+        from ctxsparse.generation import prefill
+
+        start = time.perf_counter()
+        pre = prefill(self.model, self.tokenizer, sample.context, chat=sample.chat)
+        return Prefilled(pre, int(pre.input_ids.shape[-1]), time.perf_counter() - start)
+
+    def decode(
+        self, prefilled: Prefilled, sample: Any, method: MethodSpec, sparsity: float, phase: str
+    ) -> DecodeOutcome:
+        from ctxsparse import Budget, make_selector
+        from ctxsparse.generation import decode
+
+        dense = method.is_dense
+        res = decode(
+            prefilled.state,
+            sample.question,
+            make_selector(method.spec),
+            Budget(sparsity=1.0 if dense else sparsity),
+            max_new_tokens=sample.max_new_tokens,
+            phase="question" if dense else phase,
+            trace=not dense,
+            answer_prefix=sample.answer_prefix,
+        )
+        if dense:
+            fidelity, steps = dict(DENSE_FIDELITY), None
+        else:
+            summary = res.trace.summary()
+            fidelity = {k: _float_or_none(summary.get(k)) for k in FIDELITY_KEYS}
+            steps = summary.get("steps")
+        return DecodeOutcome(res.text, len(res.token_ids), float(res.decode_s), fidelity, steps)
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+class TransformersBackend:
+    """Loads models with ctxsparse.models.load_model on one device and dtype."""
+
+    def __init__(self, device: str = "cpu", dtype: str = "auto") -> None:
+        self.device = device
+        self.dtype = dtype
+        self._torch_dtype = _torch_dtype(dtype)
+
+    def open(self, model: str) -> TransformersSession:
+        from ctxsparse.models import load_model
+
+        loaded, tokenizer = load_model(model, device=self.device, dtype=self._torch_dtype)
+        loaded.eval()
+        return TransformersSession(loaded, tokenizer)
