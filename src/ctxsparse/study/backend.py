@@ -56,17 +56,6 @@ class Backend(Protocol):
     def open(self, model: str) -> ModelSession: ...
 
 
-def _torch_dtype(name: str) -> Any:
-    import torch
-
-    if name in ("auto", "", None):
-        return None
-    dtype = getattr(torch, name, None)
-    if not isinstance(dtype, torch.dtype):
-        raise ValueError(f"Unknown dtype {name!r}; use auto, float32, bfloat16 or float16.")
-    return dtype
-
-
 class TransformersSession:
     """A transformers model and tokenizer, decoded through ctxsparse.generation."""
 
@@ -116,13 +105,14 @@ class TransformersBackend:
     """Loads models with ctxsparse.models.load_model on one device and dtype."""
 
     def __init__(self, device: str = "cpu", dtype: str = "auto") -> None:
+        from ctxsparse.models import parse_dtype
+
         self.device = device
         self.dtype = dtype
-        self._torch_dtype = _torch_dtype(dtype)
+        self._torch_dtype = parse_dtype(dtype)
 
     def open(self, model: str) -> TransformersSession:
         from ctxsparse.models import load_model
 
         loaded, tokenizer = load_model(model, device=self.device, dtype=self._torch_dtype)
-        loaded.eval()
         return TransformersSession(loaded, tokenizer)

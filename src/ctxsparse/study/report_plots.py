@@ -1,0 +1,113 @@
+"""Report plots (matplotlib, Agg): accuracy, retention and mass recall against sparsity.
+
+One PNG per (model, dtype, metric); inside it one panel per (length, task), one line per sparse method,
+and for accuracy the dense result as a dashed horizontal reference with its CI band.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ctxsparse.study.report_tables import Cell, groups_by_model  # noqa: E402
+
+METRICS = {
+    "accuracy": ("accuracy", "accuracy"),
+    "retention": ("retention", "retention (sparse / dense)"),
+    "mass_recall": ("mass_recall", "attention mass recall"),
+}
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a model name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "model"
+
+
+def _series(cells: Sequence[Cell]) -> dict[str, list[Cell]]:
+    out: dict[str, list[Cell]] = defaultdict(list)
+    for c in cells:
+        if not c.is_dense:
+            out[c.label.split(" @ ")[0] + (" [decode]" if c.phase == "decode" else "")].append(c)
+    return {k: sorted(v, key=lambda c: c.sparsity) for k, v in out.items()}
+
+
+def _panel(ax, cells: Sequence[Cell], metric: str, title: str) -> None:
+    attr, ylabel = METRICS[metric]
+    dense = next((c for c in cells if c.is_dense and c.spec == "dense"), None)
+    sparsities = sorted({c.sparsity for c in cells if not c.is_dense})
+    for name, series in _series(cells).items():
+        xs = [c.sparsity for c in series if getattr(c, attr) is not None]
+        ys = [getattr(c, attr) for c in series if getattr(c, attr) is not None]
+        if not xs:
+            continue
+        line = ax.plot(xs, ys, marker="o", label=name)[0]
+        if metric == "accuracy":
+            lows = [c.ci_low for c in series if c.accuracy is not None]
+            highs = [c.ci_high for c in series if c.accuracy is not None]
+            ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.12, linewidth=0)
+    if metric == "accuracy" and dense is not None and dense.accuracy is not None:
+        ax.axhline(dense.accuracy, color="black", linestyle="--", linewidth=1.2, label="dense")
+        ax.axhspan(dense.ci_low, dense.ci_high, color="black", alpha=0.06, linewidth=0)
+    elif metric in ("retention", "mass_recall"):
+        ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0, label="dense")
+    if sparsities and min(sparsities) > 0 and max(sparsities) / min(sparsities) >= 4:
+        ax.set_xscale("log")
+    if sparsities:
+        ax.set_xticks(sparsities)
+        ax.set_xticklabels([f"{s:g}x" for s in sparsities])
+        ax.minorticks_off()
+    if metric != "retention":
+        ax.set_ylim(-0.03, 1.03)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("sparsity (N / k)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
+def plot_metric(cells: Sequence[Cell], metric: str, path: Path, title: str) -> Path:
+    """One figure of `metric` vs sparsity for the cells of one model; panels per (length, task)."""
+    panels: dict[tuple[int, str], list[Cell]] = defaultdict(list)
+    for c in cells:
+        panels[(c.length, c.task)].append(c)
+    keys = sorted(panels)
+    lengths = sorted({n for n, _ in keys})
+    tasks = list(dict.fromkeys(t for _, t in sorted(keys, key=lambda k: k[1])))
+    rows, cols = len(lengths), len(tasks)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for i, n in enumerate(lengths):
+        for j, t in enumerate(tasks):
+            ax = axes[i][j]
+            if (n, t) in panels:
+                _panel(ax, panels[(n, t)], metric, f"{t} @ {n} tokens")
+            else:
+                ax.set_axis_off()
+    handles: dict[str, object] = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(4, len(handles)))
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.08 if handles else 0, 1, 0.95))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_plots(cells: Sequence[Cell], out_dir: Path) -> list[Path]:
+    """All report plots; returns their paths (accuracy, retention, mass recall per model)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for (model, dtype), members in groups_by_model(cells).items():
+        name = slug(model) + ("" if dtype == "auto" else f"-{slug(dtype)}")
+        for metric, (_, ylabel) in METRICS.items():
+            title = f"{model}: {ylabel} vs sparsity"
+            paths.append(plot_metric(members, metric, out_dir / f"{metric}_vs_sparsity-{name}.png", title))
+    return paths
