@@ -1,0 +1,274 @@
+"""Triton sparse decode: split-K over each row's selected tokens, then a log-sum-exp merge of the splits.
+
+One program per (batch, selection head, split) loads every selected K/V row of its slice once and scores
+it against all query heads that share the selection (a GQA group for kv-head selections), so the bytes
+moved are the selected rows themselves. A second, tiny kernel merges the per-split partial softmax
+states. The split count depends only on shapes, so a call never synchronizes with the host and can be
+captured in a CUDA graph. Validation lives in sparse_decode.py; this module assumes checked inputs.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+from triton.runtime.interpreter import InterpretedFunction
+
+LOG2E = 1.4426950408889634  # exp(x) = exp2(x * log2(e))
+
+
+@triton.jit
+def _split_kernel(
+    q_ptr, k_ptr, v_ptr, idx_ptr, len_ptr, w_ptr, pt_ptr,
+    out_ptr, lse_ptr, part_m_ptr, part_l_ptr, part_acc_ptr,
+    stride_qb, stride_qh,
+    stride_kb, stride_kn, stride_kh,
+    stride_vb, stride_vn, stride_vh,
+    stride_ib, stride_ih, stride_ik,
+    stride_lb, stride_lh,
+    stride_wb, stride_wh, stride_wk,
+    stride_ptb, stride_ptp,
+    stride_ob, stride_oh,
+    num_sel_heads, num_q_heads, kv_group, num_slots, chunk, num_splits, qk_scale,
+    GROUP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
+    PAGED: tl.constexpr, PAGE_SIZE: tl.constexpr, HAS_LEN: tl.constexpr, HAS_W: tl.constexpr,
+    SINGLE_SPLIT: tl.constexpr, RETURN_LSE: tl.constexpr,
+    UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):  # fmt: skip
+    row = tl.program_id(0)  # b * num_sel_heads + selection head
+    split = tl.program_id(1)
+    b = row // num_sel_heads
+    h_sel = row % num_sel_heads
+    q_head0 = h_sel * GROUP  # the GROUP query heads that read this selection start here
+    kv_head = q_head0 // kv_group  # ...and all of them belong to this kv head
+
+    valid_len = num_slots
+    if HAS_LEN:
+        valid_len = tl.minimum(tl.maximum(tl.load(len_ptr + b * stride_lb + h_sel * stride_lh), 0), num_slots)
+    lo = split * chunk
+    hi = tl.minimum(lo + chunk, valid_len)
+
+    offs_g = tl.arange(0, BLOCK_G)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    g_mask = offs_g < GROUP
+    b64 = b.to(tl.int64)
+    q = tl.load(
+        q_ptr + b64 * stride_qb + (q_head0 + offs_g)[:, None] * stride_qh + offs_d[None, :],
+        mask=g_mask[:, None],
+        other=0.0,
+    )
+    if UPCAST:
+        q = q.to(tl.float32)
+    if PAGED:
+        k_base = k_ptr + kv_head * stride_kh
+        v_base = v_ptr + kv_head * stride_vh
+    else:
+        k_base = k_ptr + b64 * stride_kb + kv_head * stride_kh
+        v_base = v_ptr + b64 * stride_vb + kv_head * stride_vh
+    idx_row = idx_ptr + b64 * stride_ib + h_sel * stride_ih
+    w_row = w_ptr + b64 * stride_wb + h_sel * stride_wh
+
+    # Online softmax in base 2: s_j = scale * log2(e) * q.k_j (+ log2 w_j), m = running max,
+    # l = sum_j 2^(s_j - m), acc = sum_j 2^(s_j - m) v_j; both rescaled by 2^(m_old - m_new) as m grows.
+    m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_G], tl.float32)
+    acc = tl.zeros([BLOCK_G, HEAD_DIM], tl.float32)
+    for start in range(lo, hi, BLOCK_N):
+        slots = start + offs_n
+        valid = slots < hi
+        tok = tl.load(idx_row + slots * stride_ik, mask=valid, other=0).to(tl.int64)
+        if PAGED:
+            # token n of batch b lives in page page_table[b, n // PAGE_SIZE], slot n % PAGE_SIZE
+            page = tl.load(pt_ptr + b64 * stride_ptb + (tok // PAGE_SIZE) * stride_ptp, mask=valid, other=0)
+            page = page.to(tl.int64)
+            k_off = page * stride_kb + (tok % PAGE_SIZE) * stride_kn
+            v_off = page * stride_vb + (tok % PAGE_SIZE) * stride_vn
+        else:
+            k_off = tok * stride_kn
+            v_off = tok * stride_vn
+        # Gathered [BLOCK_N, HEAD_DIM] tiles: each row is HEAD_DIM contiguous elements (16-byte vectors).
+        k_tile = tl.load(k_base + k_off[:, None] + offs_d[None, :], mask=valid[:, None], other=0.0)
+        v_tile = tl.load(v_base + v_off[:, None] + offs_d[None, :], mask=valid[:, None], other=0.0)
+        if UPCAST:  # exact: bf16 -> fp32, and fp32 dots in IEEE mode
+            k_tile = k_tile.to(tl.float32)
+            v_tile = v_tile.to(tl.float32)
+        # scores [BLOCK_G, BLOCK_N] in fp32: every query head of the group against each gathered row
+        s = tl.dot(q, tl.trans(k_tile), input_precision=DOT_PRECISION) * qk_scale
+        if HAS_W:
+            # w_j multiplies exp(s_j): add log2(w_j); a weight <= 0 drops the token
+            w = tl.load(w_row + slots * stride_wk, mask=valid, other=0.0).to(tl.float32)
+            s = s + tl.where(w > 0, tl.log2(tl.where(w > 0, w, 1.0)), float("-inf"))[None, :]
+        s = tl.where(valid[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # nothing seen yet: 2^(-inf - 0) = 0, not NaN
+        alpha = tl.exp2(m_i - m_safe)
+        p = tl.exp2(s - m_safe[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v_tile.dtype), v_tile, input_precision=DOT_PRECISION)
+        m_i = m_new
+
+    q_rows = b64 * num_q_heads + q_head0 + offs_g
+    if SINGLE_SPLIT:
+        # out = acc / l; lse = ln(sum_j e^(x_j)) = (m + log2 l) * ln 2; an empty row gives 0 and -inf
+        l_safe = tl.where(l_i > 0, l_i, 1.0)  # l = 0 only where acc = 0
+        o = acc / l_safe[:, None]
+        o_ptrs = out_ptr + b64 * stride_ob + (q_head0 + offs_g)[:, None] * stride_oh + offs_d[None, :]
+        tl.store(o_ptrs, o.to(out_ptr.dtype.element_ty), mask=g_mask[:, None])
+        if RETURN_LSE:
+            lse = tl.where(l_i > 0, (m_i + tl.log2(l_safe)) * 0.6931471805599453, float("-inf"))
+            tl.store(lse_ptr + q_rows, lse, mask=g_mask)
+    else:
+        # The unnormalised partial state (m, l, acc) of this split; _merge_kernel combines them.
+        part = q_rows * num_splits + split
+        tl.store(part_m_ptr + part, m_i, mask=g_mask)
+        tl.store(part_l_ptr + part, l_i, mask=g_mask)
+        tl.store(part_acc_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], acc, mask=g_mask[:, None])
+
+
+@triton.jit
+def _merge_kernel(
+    part_m_ptr, part_l_ptr, part_acc_ptr, out_ptr, lse_ptr,
+    stride_ob, stride_oh, num_q_heads, num_splits,
+    SPLITS: tl.constexpr, HEAD_DIM: tl.constexpr, RETURN_LSE: tl.constexpr,
+):  # fmt: skip
+    q_row = tl.program_id(0)  # b * num_q_heads + query head
+    b = q_row // num_q_heads
+    h = q_row % num_q_heads
+    offs_s = tl.arange(0, SPLITS)
+    offs_d = tl.arange(0, HEAD_DIM)
+    s_mask = offs_s < num_splits
+    part = q_row.to(tl.int64) * num_splits + offs_s
+    m = tl.load(part_m_ptr + part, mask=s_mask, other=float("-inf"))
+    l_s = tl.load(part_l_ptr + part, mask=s_mask, other=0.0)
+    acc = tl.load(part_acc_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], mask=s_mask[:, None], other=0.0)
+    # M = max_s m_s; split s weighs 2^(m_s - M): L = sum_s 2^(m_s - M) l_s, out = sum_s 2^(m_s - M) acc_s / L
+    m_max = tl.max(m, axis=0)
+    m_safe = tl.where(m_max == float("-inf"), 0.0, m_max)
+    rescale = tl.exp2(m - m_safe)
+    total = tl.sum(rescale * l_s, axis=0)
+    total_safe = tl.where(total > 0, total, 1.0)  # total = 0 only where every acc_s = 0
+    o = tl.sum(acc * rescale[:, None], axis=0) / total_safe
+    tl.store(out_ptr + b.to(tl.int64) * stride_ob + h * stride_oh + offs_d, o.to(out_ptr.dtype.element_ty))
+    if RETURN_LSE:
+        lse = tl.where(total > 0, (m_safe + tl.log2(total_safe)) * 0.6931471805599453, float("-inf"))
+        tl.store(lse_ptr + q_row, lse)
+
+
+# Triton's CPU interpreter (TRITON_INTERPRET=1 when this module is imported) multiplies bf16 tiles wrongly
+# in tl.dot; there the tiles go through fp32, which is exact for bf16 values.
+INTERPRETED = isinstance(_split_kernel, InterpretedFunction)
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Launch shape: selected tokens per tile, warps, pipeline depth, programs to aim for per SM."""
+
+    block_n: int
+    num_warps: int = 4
+    num_stages: int = 2
+    programs_per_sm: int = 8
+    max_splits: int = 64
+
+
+def default_config(head_dim: int) -> DecodeConfig:
+    """A [BLOCK_N, D] tile of 16 KB in bf16: 64 rows up to D = 128, 32 rows at D = 256."""
+    return DecodeConfig(block_n=64 if head_dim <= 128 else 32)
+
+
+def plan_splits(rows: int, num_slots: int, num_sms: int, config: DecodeConfig) -> tuple[int, int]:
+    """(splits, chunk): cut each row's k slots into whole tiles so rows * splits ~ programs_per_sm * SMs.
+
+    Many small programs keep the last wave's tail short. Each split reads `chunk` slots (a multiple of
+    block_n; the last split may read fewer). Shapes only: no device data, no host synchronisation.
+    """
+    blocks = max(1, math.ceil(num_slots / config.block_n))
+    want = math.ceil(config.programs_per_sm * num_sms / max(rows, 1))
+    splits = max(1, min(want, blocks, config.max_splits))
+    blocks_per_split = math.ceil(blocks / splits)
+    return math.ceil(blocks / blocks_per_split), blocks_per_split * config.block_n
+
+
+@functools.cache
+def _num_sms(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 2  # Triton's CPU interpreter: two "SMs", so small tests still run several splits
+
+
+def triton_sparse_decode(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    indices: torch.Tensor,
+    lengths: torch.Tensor | None,
+    weights: torch.Tensor | None,
+    scale: float,
+    page_table: torch.Tensor | None,
+    return_lse: bool,
+    config: DecodeConfig | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Launch the split and merge kernels on checked inputs.
+
+    q [B, Hq, D]; caches [B, Hkv, N, D] (any strides, D contiguous) or paged [pages, page_size, Hkv, D]
+    with page_table [B, max_pages]; indices [B, H, k] with H = Hkv or Hq; lengths [B, H]; weights [B, H, k].
+    `out` [B, Hq, D] (D contiguous) is written in place when given.
+    """
+    bsz, num_q_heads, head_dim = q.shape
+    paged = page_table is not None
+    num_kv_heads = k_cache.shape[2] if paged else k_cache.shape[1]
+    num_sel_heads, num_slots = indices.shape[1], indices.shape[2]
+    group = num_q_heads // num_sel_heads  # query heads per selection row: the GQA group, or 1
+    config = config or default_config(head_dim)
+    rows = bsz * num_sel_heads
+    splits, chunk = plan_splits(rows, num_slots, _num_sms(q.device), config)
+
+    if out is None:
+        out = torch.empty(bsz, num_q_heads, head_dim, dtype=q.dtype, device=q.device)
+    lse = torch.empty(bsz, num_q_heads, dtype=torch.float32, device=q.device) if return_lse else out
+    if splits > 1:
+        part_m = torch.empty(bsz * num_q_heads * splits, dtype=torch.float32, device=q.device)
+        part_l = torch.empty_like(part_m)
+        part_acc = torch.empty(bsz * num_q_heads * splits, head_dim, dtype=torch.float32, device=q.device)
+    else:
+        part_m = part_l = part_acc = out  # not touched when SINGLE_SPLIT
+
+    if paged:
+        # [pages, page_size, Hkv, D]: the kernel's "batch" stride is the page stride, "token" the slot stride
+        ks = (k_cache.stride(0), k_cache.stride(1), k_cache.stride(2))
+        vs = (v_cache.stride(0), v_cache.stride(1), v_cache.stride(2))
+        page_size, pt, pt_strides = k_cache.shape[1], page_table, page_table.stride()
+    else:
+        ks = (k_cache.stride(0), k_cache.stride(2), k_cache.stride(1))
+        vs = (v_cache.stride(0), v_cache.stride(2), v_cache.stride(1))
+        page_size, pt, pt_strides = 1, indices, (0, 0)
+    # Absent optional inputs still need a pointer; their loads are compiled out.
+    len_t, len_strides = (lengths, lengths.stride()) if lengths is not None else (indices, (0, 0))
+    w_t, w_strides = (weights, weights.stride()) if weights is not None else (indices, (0, 0, 0))
+    upcast = INTERPRETED and q.dtype == torch.bfloat16
+
+    _split_kernel[(rows, splits)](
+        q, k_cache, v_cache, indices, len_t, w_t, pt,
+        out, lse, part_m, part_l, part_acc,
+        q.stride(0), q.stride(1), *ks, *vs, *indices.stride(), *len_strides, *w_strides, *pt_strides,
+        out.stride(0), out.stride(1),
+        num_sel_heads, num_q_heads, num_q_heads // num_kv_heads, num_slots, chunk, splits, scale * LOG2E,
+        GROUP=group, BLOCK_G=max(16, triton.next_power_of_2(group)), BLOCK_N=config.block_n,
+        HEAD_DIM=head_dim, PAGED=paged, PAGE_SIZE=page_size, HAS_LEN=lengths is not None,
+        HAS_W=weights is not None, SINGLE_SPLIT=splits == 1, RETURN_LSE=return_lse,
+        UPCAST=upcast, DOT_PRECISION="ieee" if upcast else "tf32",
+        num_warps=config.num_warps, num_stages=config.num_stages,
+    )  # fmt: skip
+    if splits > 1:
+        _merge_kernel[(bsz * num_q_heads,)](
+            part_m, part_l, part_acc, out, lse,
+            out.stride(0), out.stride(1), num_q_heads, splits,
+            SPLITS=triton.next_power_of_2(splits), HEAD_DIM=head_dim, RETURN_LSE=return_lse,
+            num_warps=4 if head_dim <= 128 else 8,
+        )  # fmt: skip
+    return (out, lse) if return_lse else out

@@ -1,0 +1,263 @@
+"""sparse_decode against the torch reference: the Triton kernel, interpreted on CPU and compiled on CUDA.
+
+On a machine without CUDA, Triton's interpreter runs the kernels on tiny shapes (TRITON_INTERPRET is set
+here, before triton is imported). With CUDA (or CTXSPARSE_FULL_SIZE=1) the same cases run at full size,
+plus the GPU-only promises: no host synchronisation, CUDA-graph capture, FlashInfer agreement.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+
+import pytest
+import torch
+
+CUDA = torch.cuda.is_available()
+if not CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+FULL = CUDA or os.environ.get("CTXSPARSE_FULL_SIZE", "0") == "1"
+DEVICE = "cuda" if CUDA else "cpu"
+
+pytest.importorskip("triton")
+kernel = importlib.import_module("ctxsparse.attention.sparse_decode_triton")
+if not CUDA and not kernel.INTERPRETED:  # imported earlier without the interpreter: decorate again
+    kernel = importlib.reload(kernel)
+
+from ctxsparse.attention import sparse_attention_reference, sparse_decode  # noqa: E402
+from ctxsparse.selection import Selection  # noqa: E402
+
+# ||out - ref|| / ||ref|| against the fp32 reference on the same (rounded) inputs.
+REL_TOL = {torch.bfloat16: 1.5e-2, torch.float16: 3e-3}
+LSE_TOL = 2e-3
+# (batch, query heads, kv heads, cache positions, selected slots)
+SHAPE = (4, 32, 8, 8192, 700) if FULL else (2, 4, 2, 40, 24)
+PAGE_SIZE = 16 if FULL else 4
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator(device=DEVICE).manual_seed(seed)
+
+
+def make_case(seed, dtype, head_dim, per_query_head, ragged, weighted, shape=SHAPE):
+    """Random q, cache, selection (unsorted, with duplicates; ragged rows include an empty and a full one)."""
+    bsz, hq, hkv, n, k = shape
+    g = _gen(seed)
+    heads = hq if per_query_head else hkv
+    q = torch.randn(bsz, hq, head_dim, generator=g, device=DEVICE).to(dtype)
+    keys = torch.randn(bsz, hkv, n, head_dim, generator=g, device=DEVICE).to(dtype)
+    values = torch.randn(bsz, hkv, n, head_dim, generator=g, device=DEVICE).to(dtype)
+    idx = torch.randint(0, n, (bsz, heads, k), generator=g, device=DEVICE, dtype=torch.int32)
+    idx[..., 1] = idx[..., 0]  # a duplicate in every row
+    lengths = weights = None
+    if ragged:
+        lengths = torch.randint(1, k + 1, (bsz, heads), generator=g, device=DEVICE, dtype=torch.int32)
+        lengths[0, 0], lengths[-1, -1] = 0, k
+    if weighted:
+        weights = 2 * torch.rand(bsz, heads, k, generator=g, device=DEVICE)
+        weights[..., 2] = 0.0  # a zero weight drops its token
+    return q, keys, values, idx, lengths, weights
+
+
+def to_pages(cache: torch.Tensor, page_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, Hkv, N, D] -> (pages [P, page_size, Hkv, D] in shuffled order, page_table [B, N / page_size])."""
+    bsz, hkv, n, d = cache.shape
+    per_seq = math.ceil(n / page_size)
+    padded = torch.nn.functional.pad(cache, (0, 0, 0, per_seq * page_size - n))
+    blocks = padded.view(bsz, hkv, per_seq, page_size, d).permute(0, 2, 3, 1, 4).reshape(-1, page_size, hkv, d)
+    order = torch.randperm(bsz * per_seq + 3, generator=_gen(seed), device=cache.device)  # 3 spare pages
+    pages = torch.randn(bsz * per_seq + 3, page_size, hkv, d, device=cache.device).to(cache.dtype)
+    pages[order[: bsz * per_seq]] = blocks
+    return pages, order[: bsz * per_seq].view(bsz, per_seq).to(torch.int32)
+
+
+def reference(q, keys, values, idx, lengths, weights, scale=None):
+    sel = Selection(idx[:, :, None], None if lengths is None else lengths[:, :, None],
+                    None if weights is None else weights[:, :, None])  # fmt: skip
+    out, lse = sparse_attention_reference(
+        q[:, :, None].float(), keys.float(), values.float(), sel, scale=scale, return_lse=True
+    )
+    return out[:, :, 0], lse[:, :, 0]
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((out.float() - ref).norm() / ref.norm())
+
+
+def check_lse(lse: torch.Tensor, ref_lse: torch.Tensor) -> None:
+    empty = torch.isinf(ref_lse)
+    assert torch.equal(torch.isinf(lse), empty) and bool((lse[empty] < 0).all())
+    assert float((lse[~empty] - ref_lse[~empty]).abs().max()) < LSE_TOL
+
+
+# (dtype, head_dim, per query head, paged, ragged, weighted): every head_dim, both granularities,
+# both cache layouts, lengths and weights, each at least once; small enough for the interpreter.
+CASES = [
+    (torch.bfloat16, 64, False, False, True, False),
+    (torch.float16, 128, False, True, True, True),
+    (torch.bfloat16, 128, True, False, False, True),
+    (torch.bfloat16, 256, True, True, True, False),
+    (torch.float16, 256, False, False, True, True),
+    (torch.bfloat16, 64, True, True, False, False),
+]
+
+
+@pytest.mark.parametrize("dtype,head_dim,per_query_head,paged,ragged,weighted", CASES)
+def test_triton_matches_reference(dtype, head_dim, per_query_head, paged, ragged, weighted):
+    seed = 100 * head_dim + 8 * per_query_head + 4 * paged + 2 * ragged + weighted
+    q, keys, values, idx, lengths, weights = make_case(seed, dtype, head_dim, per_query_head, ragged, weighted)
+    ref, ref_lse = reference(q, keys, values, idx, lengths, weights)
+    out = torch.full_like(q, float("nan"))  # poisoned: every element must be written
+    if paged:
+        k_pages, table = to_pages(keys, PAGE_SIZE, seed)
+        v_pages, _ = to_pages(values, PAGE_SIZE, seed)
+        k_in, v_in, page_table = k_pages, v_pages, table
+    else:
+        k_in, v_in, page_table = keys, values, None
+    selection = Selection(idx[:, :, None], None if lengths is None else lengths[:, :, None],
+                          None if weights is None else weights[:, :, None])  # fmt: skip
+    res, lse = sparse_decode(
+        q, k_in, v_in, selection, page_table=page_table, backend="triton", return_lse=True, out=out
+    )
+    assert res.data_ptr() == out.data_ptr() and not torch.isnan(res).any()
+    assert rel_err(res, ref) < REL_TOL[dtype]
+    check_lse(lse, ref_lse)
+    if ragged:
+        assert bool((res[0, : q.shape[1] // idx.shape[1]] == 0).all())  # the empty row: zeros
+
+
+def test_strided_cache_and_bare_index_tensor():
+    """A [B, Hkv, N, D] view of token-major storage, indices as a bare int64 tensor with keywords."""
+    q, keys, values, idx, lengths, weights = make_case(7, torch.bfloat16, 64, False, True, True)
+    keys_nhd, values_nhd = keys.transpose(1, 2).contiguous(), values.transpose(1, 2).contiguous()
+    out = sparse_decode(q, keys_nhd.transpose(1, 2), values_nhd.transpose(1, 2), idx.long(),
+                        lengths=lengths, weights=weights, backend="triton")  # fmt: skip
+    ref, _ = reference(q, keys, values, idx, lengths, weights)
+    assert rel_err(out, ref) < REL_TOL[torch.bfloat16]
+
+
+def test_split_plan_fills_the_gpu_and_covers_every_slot():
+    cfg = kernel.DecodeConfig(block_n=64)
+    for rows, k in [(8, 2622), (64, 13108), (256, 1311), (8, 10), (1, 64 * 200)]:
+        splits, chunk = kernel.plan_splits(rows, k, 132, cfg)
+        assert chunk % 64 == 0 and (splits - 1) * chunk < k <= splits * chunk  # no empty split, all covered
+        assert splits <= cfg.max_splits
+        # whole tiles per split may round the split count down, never below half of what was asked
+        assert 2 * rows * splits >= min(cfg.programs_per_sm * 132, rows * math.ceil(k / 64), rows * cfg.max_splits)
+
+
+def test_auto_backend_and_reference_paged_path():
+    q, keys, values, idx, lengths, _ = make_case(3, torch.float32, 64, False, True, False, shape=(2, 4, 2, 40, 24))
+    ref, _ = reference(q, keys, values, idx, lengths, None)
+    k_pages, table = to_pages(keys, 4, 3)
+    v_pages, _ = to_pages(values, 4, 3)
+    out = sparse_decode(q, k_pages, v_pages, idx, lengths=lengths, page_table=table, backend="reference")
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    # fp32 is not a kernel dtype, so auto answers with the reference on any device
+    torch.testing.assert_close(sparse_decode(q, keys, values, idx, lengths=lengths), ref, rtol=1e-5, atol=1e-5)
+
+
+def _bad_inputs():
+    q, keys, values, idx, lengths, _ = make_case(5, torch.bfloat16, 64, False, True, False, shape=(2, 4, 2, 40, 8))
+    return q, keys, values, idx, lengths
+
+
+@pytest.mark.parametrize(
+    "mutate,error,match",
+    [
+        (lambda a: {**a, "selection": a["selection"].float()}, TypeError, "int32 or int64"),
+        (lambda a: {**a, "selection": a["selection"][:, :1]}, ValueError, "per kv head"),
+        (lambda a: {**a, "selection": a["selection"][..., :0]}, ValueError, "k = 0"),
+        (lambda a: {**a, "selection": a["selection"][None]}, ValueError, r"\[B, H, k\]"),
+        (lambda a: {**a, "q": a["q"][:, :3]}, ValueError, "not a multiple"),
+        (lambda a: {**a, "k_cache": a["k_cache"][:1], "v_cache": a["v_cache"][:1]}, ValueError, "batch"),
+        (lambda a: {**a, "q": a["q"].half()}, TypeError, "share a dtype"),
+        (lambda a: {**a, "k_cache": a["k_cache"].transpose(2, 3).contiguous().transpose(2, 3)}, ValueError,
+         "contiguous along head_dim"),
+        (lambda a: {**a, "lengths": a["lengths"][:, :1]}, ValueError, "lengths must be"),
+        (lambda a: {**a, "backend": "cuda"}, ValueError, "unknown backend"),
+        (lambda a: {**a, "lengths": None, "selection": Selection(a["selection"][:, :, None].expand(-1, -1, 2, -1))},
+         ValueError, "Tq = 1"),
+        (lambda a: {**a, "selection": Selection(a["selection"][:, :, None])}, ValueError, "inside the Selection"),
+        (lambda a: {**a, "page_table": torch.zeros(2, 10, dtype=torch.float32, device=DEVICE),
+                    "k_cache": a["k_cache"].transpose(1, 2), "v_cache": a["v_cache"].transpose(1, 2)},
+         TypeError, "page_table must be int"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_refused_on_the_host(mutate, error, match):
+    q, keys, values, idx, lengths = _bad_inputs()
+    args = mutate({"q": q, "k_cache": keys, "v_cache": values, "selection": idx, "lengths": lengths,
+                   "backend": "triton"})  # fmt: skip
+    with pytest.raises(error, match=match):
+        sparse_decode(args.pop("q"), args.pop("k_cache"), args.pop("v_cache"), args.pop("selection"), **args)
+
+
+@pytest.mark.parametrize("bad", [-1, 40])
+def test_debug_range_check(bad, monkeypatch):
+    q, keys, values, idx, lengths = _bad_inputs()
+    idx = idx.clone()
+    idx[1, 1, 0] = bad
+    lengths = lengths.clone()
+    lengths[1, 1] = 8  # the bad slot is valid
+    with pytest.raises(IndexError, match=r"\[0, 40\)"):
+        sparse_decode(q, keys, values, idx, lengths=lengths, backend="triton", debug=True)
+    monkeypatch.setenv("CTXSPARSE_DEBUG", "1")
+    with pytest.raises(IndexError, match=r"\[0, 40\)"):
+        sparse_decode(q, keys, values, idx, lengths=lengths, backend="triton")
+    lengths[1, 1] = 0  # past the row's length a slot is padding and never checked
+    assert sparse_decode(q, keys, values, idx, lengths=lengths, backend="triton").isfinite().all()
+
+
+gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+
+
+@gpu
+def test_long_context_few_rows_many_splits():
+    """B=1, N=128K, S=50: the split-K path that small batches rely on, at its real size."""
+    q, keys, values, idx, _, _ = make_case(11, torch.bfloat16, 128, False, False, False, shape=(1, 32, 8, 131072, 2622))
+    ref, ref_lse = reference(q, keys, values, idx, None, None)
+    out, lse = sparse_decode(q, keys, values, idx, backend="triton", return_lse=True)
+    assert rel_err(out, ref) < REL_TOL[torch.bfloat16]
+    check_lse(lse, ref_lse)
+
+
+@gpu
+def test_no_host_sync_and_cuda_graph_capture():
+    q, keys, values, idx, lengths, weights = make_case(13, torch.bfloat16, 128, False, True, True)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any device->host wait inside raises
+    try:
+        sparse_decode(q, keys, values, idx, lengths=lengths, weights=weights, backend="triton")
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    out = torch.empty_like(q)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):  # warm-up (compilation) off the capture
+        sparse_decode(q, keys, values, idx, lengths=lengths, weights=weights, backend="triton", out=out)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        sparse_decode(q, keys, values, idx, lengths=lengths, weights=weights, backend="triton", out=out)
+    q.copy_(torch.randn_like(q))
+    out.fill_(float("nan"))
+    graph.replay()
+    torch.cuda.synchronize()
+    ref, _ = reference(q, keys, values, idx, lengths, weights)
+    assert rel_err(out, ref) < REL_TOL[torch.bfloat16]
+
+
+@gpu
+@pytest.mark.parametrize("per_query_head,paged", [(False, False), (True, True)])
+def test_flashinfer_backend_agrees(per_query_head, paged):
+    pytest.importorskip("flashinfer")
+    q, keys, values, idx, lengths, _ = make_case(17, torch.bfloat16, 128, per_query_head, True, False)
+    ref, ref_lse = reference(q, keys, values, idx, lengths, None)
+    k_in, v_in, table = keys, values, None
+    if paged:
+        (k_in, table), (v_in, _) = to_pages(keys, PAGE_SIZE, 17), to_pages(values, PAGE_SIZE, 17)
+    out, lse = sparse_decode(q, k_in, v_in, idx, lengths=lengths, page_table=table, backend="flashinfer",
+                             return_lse=True)  # fmt: skip
+    assert rel_err(out, ref) < REL_TOL[torch.bfloat16]
+    check_lse(lse, ref_lse)
