@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from transformers import DynamicCache
 from ctxsparse.budget import Budget
 from ctxsparse.fidelity import FidelityTrace, kl_divergence, top1_agreement
 from ctxsparse.hf import sparse_decoding
+from ctxsparse.selectors import Dense, make_selector
 from ctxsparse.selectors.base import Selector
 
 _MARK = "\u2063CTXSPARSE\u2063"
@@ -38,6 +40,19 @@ def _stop_ids(model, tokenizer) -> set[int]:
     eos = getattr(model.generation_config, "eos_token_id", None)
     ids |= set(eos) if isinstance(eos, (list, tuple)) else ({eos} if eos is not None else set())
     return ids
+
+
+class _PlainSession(contextlib.AbstractContextManager):
+    """Stands in for a sparse session when decoding densely."""
+
+    def __init__(self) -> None:
+        self.trace = FidelityTrace(enabled=False)
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def dense(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
 
 
 @dataclass
@@ -119,7 +134,12 @@ def decode(
     generated: list[int] = []
     sparse_rows: list[torch.Tensor] = []
     start = time.perf_counter()
-    with sparse_decoding(model, selector, budget, phase=phase, trace=trace) as session:
+    selector = make_selector(selector)
+    # Dense decoding needs no session: plain attention, nothing to trace.
+    plain = isinstance(selector, Dense)
+    trace = trace and not plain
+    session = _PlainSession() if plain else sparse_decoding(model, selector, budget, phase=phase, trace=trace)
+    with session:
         q = torch.tensor([q_ids], device=model.device)
         if phase == "decode":
             with session.dense():

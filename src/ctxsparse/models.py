@@ -93,6 +93,10 @@ def _load_embedded(device: str, dtype: torch.dtype | None):
     else:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # The weights are dequantized now: drop the GGUF marker so the copy saves as plain safetensors.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
         try:
             converted.mkdir(parents=True, exist_ok=True)
             model.save_pretrained(converted)

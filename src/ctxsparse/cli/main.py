@@ -8,6 +8,8 @@ import sys
 
 # Verb modules in the order --help lists them; each defines add_parser(subparsers) and sets a `run` default.
 VERBS: tuple[str, ...] = (
+    "demo",
+    "calibrate",
     "generate",
     "models",
     "theorem",
