@@ -5,10 +5,14 @@ from ctxsparse.selection import Selection
 from ctxsparse.selectors import (
     Compose,
     Dense,
+    DoubleSparsity,
+    LSHSampling,
     OracleTopK,
     OracleTopP,
+    Quest,
     RandomTokens,
     SinkWindow,
+    VAttention,
     make_selector,
 )
 
@@ -18,11 +22,15 @@ __all__ = [
     "Budget",
     "Compose",
     "Dense",
+    "DoubleSparsity",
+    "LSHSampling",
     "OracleTopK",
     "OracleTopP",
+    "Quest",
     "RandomTokens",
     "Selection",
     "SinkWindow",
+    "VAttention",
     "__version__",
     "make_selector",
 ]
