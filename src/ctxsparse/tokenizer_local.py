@@ -14,7 +14,7 @@ from transformers import PreTrainedTokenizerFast
 
 from ctxsparse.tasks import words
 
-VOCAB_SIZE = 3000
+VOCAB_SIZE = 4000
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
 CHATML_TEMPLATE = (
@@ -29,6 +29,7 @@ def _training_text() -> list[str]:
     """A fixed corpus: every word in several casings, sentences, numbers, hex strings, code-like lines."""
     rng = random.Random("ctxsparse-local-tokenizer")
     lines = [" ".join(words.plain_words()), " ".join(w.capitalize() for w in words.plain_words())]
+    lines += [" ".join(words.COMMON_WORDS)] * 20
     lines += [" ".join(words.FIRST_NAMES), " ".join(words.FILLER_SENTENCES)]
     lines += [words.sentence(rng) for _ in range(3000)]
     lines += [" ".join(str(rng.randrange(10 ** rng.randint(1, 7))) for _ in range(20)) for _ in range(200)]
@@ -36,15 +37,18 @@ def _training_text() -> list[str]:
     lines += [
         "What is the special magic number for this key mentioned in the provided text?",
         'The answer is 42. {"name": "run", "arguments": {"command": "ls -la /srv/app"}}',
-        "ERROR [api] connection refused on port 8080 (code E1234) at 2024-05-01T12:00:00Z",
-        "VAR ABCDE = 12345 ; src/app/main.py:120: def handler(request): return None",
+        "2024-05-01 12:00 INFO [api] GET /users/12 status 200 in 31 ms",
+        "2024-05-01 12:00 ERROR [api] connection refused on port 8080 (error code E1234)",
+        "-rw-r--r-- 1 dev dev  4096 May  1 src/app/main.py",
+        "VAR ABCDE = 12345 ; src/app/main.py:120:    result = handler(request)",
+        "<tool_call> tail -n 10 /var/log/app.log </tool_call> Tool output: Question: Answer: Problem:",
     ] * 20
     return lines
 
 
 @functools.lru_cache(maxsize=1)
 def build_local_tokenizer() -> PreTrainedTokenizerFast:
-    """The shared local tokenizer (vocab 3000, eos '<|im_end|>', pad '<|endoftext|>', ChatML template).
+    """The shared local tokenizer (vocab 4000, eos '<|im_end|>', pad '<|endoftext|>', ChatML template).
 
     Cached per process: callers that change settings (padding side, template) should copy it first.
     """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 NOUNS: tuple[str, ...] = tuple(
     """
@@ -60,6 +61,29 @@ ADVERBS: tuple[str, ...] = tuple(
     """.split()
 )
 
+COMMON_WORDS: tuple[str, ...] = tuple(
+    """
+    the of and to in is it you that he was for on are as with his they at be this have from or one had
+    by word but not what all were we when your can said there use an each which she do how their if
+    will up other about out many then them these so some her would make like him into time has look two
+    more write go see number no way could people my than first water been call who its now find long
+    down day did get come made may part over new after also back any only much before must through
+    where right too means old same tell does set three want well even here why ask went men read need
+    land different home us move try kind hand picture change off play spell air away animal house point
+    page answer found study still learn should world high every near add food between own below country
+    last school father keep tree never start city earth eye light thought head under story saw left few
+    while along might close something seem next hard open example begin life always those both paper
+    together got group often run important until children side feet car mile night walk white sea began
+    grow took begin hear stop without second later miss idea enough eat face watch far really almost let
+    above girl sometimes mountains cut young talk soon list song being leave family service failing
+    since deploy fix error code port connection refused upstream unreachable file files search query
+    command tool tools agent repository log logs status request result value variable variables question
+    problem step steps think final text provided mentioned hidden special magic memorize quiz afterwards
+    following common frequent coded words appear most keeper born town river flows into sells buys gives
+    shares equal groups how many does have now which whose what who when where answer only
+    """.split()
+)
+
 PREPOSITIONS: tuple[str, ...] = tuple("near behind beside under above across beyond around along past".split())
 
 COLORS: tuple[str, ...] = tuple(
@@ -87,10 +111,11 @@ _SENTENCE_PATTERNS: tuple[str, ...] = (
     "Every {noun} near the {noun2} was {adj} and {adj2}.",
     "In the {adj} {noun}, the {noun2} {verb} the {adj2} {noun3}.",
     "The {noun} {verb} the {noun2}, and the {noun3} {adv} {verb2} it.",
-    "Nobody {verb} the {adj} {noun} {prep} the {noun2} that {noun3}.",
+    "Nobody {verb} the {adj} {noun} {prep} the {noun2} that day.",
     "Once a {adj} {noun} {verb} a {noun2} {prep} an old {noun3}.",
 )
 
+_ARTICLE = re.compile(r"\b([Aa]) (?=[aeiou])")
 _CONSONANTS = "bcdfghklmnprstvz"
 _VOWELS = "aeiou"
 
@@ -98,7 +123,7 @@ _VOWELS = "aeiou"
 def sentence(rng: random.Random) -> str:
     """One grammatical, meaningless English sentence drawn from the built-in lists."""
     pattern = rng.choice(_SENTENCE_PATTERNS)
-    return pattern.format(
+    text = pattern.format(
         adj=rng.choice(ADJECTIVES),
         adj2=rng.choice(ADJECTIVES),
         noun=rng.choice(NOUNS),
@@ -109,6 +134,7 @@ def sentence(rng: random.Random) -> str:
         adv=rng.choice(ADVERBS),
         prep=rng.choice(PREPOSITIONS),
     )
+    return _ARTICLE.sub(r"\1n ", text)
 
 
 def pseudo_word(rng: random.Random, syllables: int = 3) -> str:
@@ -128,10 +154,19 @@ def unique_pseudo_words(rng: random.Random, count: int, exclude: set[str] | None
     return out
 
 
-def plain_words() -> tuple[str, ...]:
-    """Every distinct lower-case word of the built-in lists (nouns, adjectives, verbs, adverbs, colors)."""
+def _distinct(*groups: tuple[str, ...]) -> tuple[str, ...]:
     seen: dict[str, None] = {}
-    for group in (NOUNS, ADJECTIVES, VERBS_PAST, ADVERBS, COLORS):
+    for group in groups:
         for word in group:
             seen.setdefault(word, None)
     return tuple(seen)
+
+
+def content_words() -> tuple[str, ...]:
+    """Distinct nouns, adjectives, verbs, adverbs and colors (no short function words)."""
+    return _distinct(NOUNS, ADJECTIVES, VERBS_PAST, ADVERBS, COLORS)
+
+
+def plain_words() -> tuple[str, ...]:
+    """Every distinct lower-case word of the built-in lists, common function words included."""
+    return _distinct(content_words(), COMMON_WORDS)
