@@ -261,3 +261,18 @@ def test_flashinfer_backend_agrees(per_query_head, paged):
                              return_lse=True)  # fmt: skip
     assert rel_err(out, ref) < REL_TOL[torch.bfloat16]
     check_lse(lse, ref_lse)
+
+
+@pytest.mark.parametrize("per_query_head,paged", [(False, False), (True, False), (False, True), (True, True)])
+def test_flashinfer_row_folding_names_the_selected_rows(per_query_head, paged):
+    """Row r of the single-row view is the K row FlashInfer's page_size=1 path reads for each selected slot."""
+    from ctxsparse.attention.flashinfer_backend import folded_rows, single_row_view
+
+    q, keys, _, idx, _, _ = make_case(19, torch.float32, 64, per_query_head, False, False, shape=(2, 4, 2, 40, 24))
+    kv_of_row = torch.arange(idx.shape[1], device=DEVICE) // (idx.shape[1] // keys.shape[1])  # kv head per row
+    expected = keys[:, kv_of_row].gather(2, idx.long().unsqueeze(-1).expand(-1, -1, -1, 64))
+    cache, table = keys.transpose(1, 2).contiguous().transpose(1, 2), None  # token-major storage
+    if paged:
+        cache, table = to_pages(keys, 8, 19)
+    rows = folded_rows(idx, cache, q.shape[1], table)
+    torch.testing.assert_close(single_row_view(cache)[rows.view(-1), 0, 0].view_as(expected), expected)

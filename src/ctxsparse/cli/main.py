@@ -13,6 +13,7 @@ VERBS: tuple[str, ...] = (
     "generate",
     "models",
     "theorem",
+    "bench",
 )
 
 
