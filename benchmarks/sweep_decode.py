@@ -16,7 +16,7 @@ import sys
 
 import torch
 
-from ctxsparse.attention.sparse_decode_triton import DecodeConfig, default_config, triton_sparse_decode
+from ctxsparse.attention.triton_decode import DecodeConfig, default_config, triton_sparse_decode
 from ctxsparse.bench.decode import PAGE_SIZE, DecodeShape, random_selection, tbps
 from ctxsparse.bench.timing import L2Flusher, cold_l2_time
 

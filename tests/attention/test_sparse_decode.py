@@ -21,7 +21,7 @@ FULL = CUDA or os.environ.get("CTXSPARSE_FULL_SIZE", "0") == "1"
 DEVICE = "cuda" if CUDA else "cpu"
 
 pytest.importorskip("triton")
-kernel = importlib.import_module("ctxsparse.attention.sparse_decode_triton")
+kernel = importlib.import_module("ctxsparse.attention.triton_decode")
 if not CUDA and not kernel.INTERPRETED:  # imported earlier without the interpreter: decorate again
     kernel = importlib.reload(kernel)
 

@@ -212,7 +212,7 @@ def sparse_decode(
         )
     if importlib.util.find_spec("triton") is None:
         _fail(RuntimeError, "backend='triton' needs the triton package (pip install ctxsparse[gpu]).")
-    from ctxsparse.attention.sparse_decode_triton import INTERPRETED, triton_sparse_decode
+    from ctxsparse.attention.triton_decode import INTERPRETED, triton_sparse_decode
 
     if not q.is_cuda and not INTERPRETED:
         _fail(ValueError, f"the triton backend needs CUDA tensors; got {q.device}. Use backend='reference'.")
