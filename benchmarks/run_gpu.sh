@@ -19,7 +19,7 @@ steps=("$@")
 for step in "${steps[@]}"; do
   echo "=== $step"
   case $step in
-    tests) python3 -m pytest -q -p no:cacheprovider tests/attention/test_sparse_decode.py tests/bench 2>&1 | tee "$OUT/tests.log" ;;
+    tests) timeout "${TEST_TIMEOUT:-300}" python3 -m pytest -q -p no:cacheprovider tests/attention/test_sparse_decode.py tests/bench 2>&1 | tee "$OUT/tests.log" ;;
     sweep) python3 benchmarks/sweep_decode.py --json "$OUT/sweep.json" 2>&1 | tee "$OUT/sweep.log" ;;
     quick) python3 benchmarks/sweep_decode.py --quick 2>&1 | tee "$OUT/quick.log" ;;
     bench) python3 -m ctxsparse.cli.main bench decode --output-dir benchmarks/results 2>&1 | tee "$OUT/bench.log"

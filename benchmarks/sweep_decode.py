@@ -32,7 +32,7 @@ POINTS = [
 def configs(quick: bool) -> list[DecodeConfig]:
     if quick:
         return [default_config(128)]
-    grid = itertools.product((32, 64, 128), (4, 8), (1, 2, 3), (4, 8, 16, 32))
+    grid = itertools.product((32, 64, 128), (4, 8), (2, 3), (4, 8, 16, 32))
     return [DecodeConfig(block_n=bn, num_warps=w, num_stages=st, programs_per_sm=p) for bn, w, st, p in grid]
 
 
@@ -62,7 +62,7 @@ def time_point(s: DecodeShape, cfgs, flusher, gen, iters: int) -> list[dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="the default configuration only")
-    parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--json", default=None, help="write all timings here")
     args = parser.parse_args()
     flusher = L2Flusher("cuda", "read")
