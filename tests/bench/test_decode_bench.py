@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ctxsparse.bench.decode import DecodeRow, DecodeShape, floor_us, format_table, gpu_short_name, grid, results_path
-from ctxsparse.bench.timing import summarize
+from ctxsparse.bench.timing import L2Flusher, summarize
 from ctxsparse.cli.main import build_parser
 
 
@@ -67,3 +67,16 @@ def test_cli_parses_the_decode_grid():
     args = build_parser().parse_args(["bench", "decode", "--batch", "8", "--sparsity", "50", "--flush", "write"])
     assert args.batch == [8] and args.sparsity == [50] and args.context == [32768, 131072]
     assert args.flush == "write" and callable(args.run)
+
+
+@pytest.mark.parametrize("mode", ["read", "write", "none"])
+def test_flusher_streams_its_buffer(mode):
+    flusher = L2Flusher("cpu", mode, nbytes=4096)
+    flusher()
+    assert flusher.buffer.numel() == (0 if mode == "none" else 512)
+    if mode == "read":
+        assert int(flusher.sink) == 512  # a sum of ones: every element was read
+    if mode == "write":
+        assert int(flusher.buffer.abs().sum()) == 0
+    with pytest.raises(ValueError, match="flush mode"):
+        L2Flusher("cpu", "evict")

@@ -37,8 +37,10 @@ def _split_kernel(
     GROUP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
     PAGED: tl.constexpr, PAGE_SIZE: tl.constexpr, HAS_LEN: tl.constexpr, HAS_W: tl.constexpr,
     SINGLE_SPLIT: tl.constexpr, RETURN_LSE: tl.constexpr,
-    UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
+    if PDL:  # let the merge kernel be scheduled early; it waits for this grid's results before reading
+        tl.extra.cuda.gdc_launch_dependents()
     row = tl.program_id(0)  # b * num_sel_heads + selection head
     split = tl.program_id(1)
     b = row // num_sel_heads
@@ -134,8 +136,10 @@ def _split_kernel(
 def _merge_kernel(
     part_m_ptr, part_l_ptr, part_acc_ptr, out_ptr, lse_ptr,
     stride_ob, stride_oh, num_q_heads, num_splits,
-    SPLITS: tl.constexpr, HEAD_DIM: tl.constexpr, RETURN_LSE: tl.constexpr,
+    SPLITS: tl.constexpr, HEAD_DIM: tl.constexpr, RETURN_LSE: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
+    if PDL:  # launched early: wait until the split kernel's partial states are all written
+        tl.extra.cuda.gdc_wait()
     q_row = tl.program_id(0)  # b * num_q_heads + query head
     b = q_row // num_q_heads
     h = q_row % num_q_heads
@@ -173,6 +177,7 @@ class DecodeConfig:
     num_stages: int = 2
     programs_per_sm: int = 8
     max_splits: int = 64
+    pdl: bool = False  # programmatic dependent launch of the merge kernel (Hopper and newer)
 
 
 def default_config(head_dim: int) -> DecodeConfig:
@@ -251,6 +256,7 @@ def triton_sparse_decode(
     len_t, len_strides = (lengths, lengths.stride()) if lengths is not None else (indices, (0, 0))
     w_t, w_strides = (weights, weights.stride()) if weights is not None else (indices, (0, 0, 0))
     upcast = INTERPRETED and q.dtype == torch.bfloat16
+    pdl = config.pdl and splits > 1 and q.is_cuda and torch.cuda.get_device_capability(q.device)[0] >= 9
 
     _split_kernel[(rows, splits)](
         q, k_cache, v_cache, indices, len_t, w_t, pt,
@@ -261,14 +267,14 @@ def triton_sparse_decode(
         GROUP=group, BLOCK_G=max(16, triton.next_power_of_2(group)), BLOCK_N=config.block_n,
         HEAD_DIM=head_dim, PAGED=paged, PAGE_SIZE=page_size, HAS_LEN=lengths is not None,
         HAS_W=weights is not None, SINGLE_SPLIT=splits == 1, RETURN_LSE=return_lse,
-        UPCAST=upcast, DOT_PRECISION="ieee" if upcast else "tf32",
+        UPCAST=upcast, DOT_PRECISION="ieee" if upcast else "tf32", PDL=pdl,
         num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
     if splits > 1:
         _merge_kernel[(bsz * num_q_heads,)](
             part_m, part_l, part_acc, out, lse,
             out.stride(0), out.stride(1), num_q_heads, splits,
-            SPLITS=triton.next_power_of_2(splits), HEAD_DIM=head_dim, RETURN_LSE=return_lse,
-            num_warps=4 if head_dim <= 128 else 8,
+            SPLITS=triton.next_power_of_2(splits), HEAD_DIM=head_dim, RETURN_LSE=return_lse, PDL=pdl,
+            num_warps=4 if head_dim <= 128 else 8, **({"launch_pdl": True} if pdl else {}),
         )  # fmt: skip
     return (out, lse) if return_lse else out

@@ -50,17 +50,19 @@ def summarize(samples_us: list[float]) -> Timing:
 class L2Flusher:
     """Streams a buffer of `multiple` x L2 bytes through the cache; reused across timings."""
 
-    def __init__(self, device: torch.device | str | None = None, mode: str = "read", multiple: int = 4) -> None:
+    def __init__(
+        self, device: torch.device | str | None = None, mode: str = "read", multiple: int = 4, nbytes: int | None = None
+    ) -> None:
         if mode not in FLUSH_MODES:
             raise ValueError(f"flush mode must be one of {FLUSH_MODES}; got {mode!r}.")
         self.mode = mode
-        size = 0 if mode == "none" else multiple * l2_bytes(device)
+        size = 0 if mode == "none" else nbytes or multiple * l2_bytes(device)
         self.buffer = torch.ones(size // 8, dtype=torch.int64, device=device or "cuda")
         self.sink = torch.empty((), dtype=torch.int64, device=self.buffer.device)
 
     def __call__(self) -> None:
         if self.mode == "read":
-            torch.sum(self.buffer, out=self.sink)  # every line read, nothing dirty left behind
+            torch.sum(self.buffer, dim=0, out=self.sink)  # every line read, nothing dirty left behind
         elif self.mode == "write":
             self.buffer.zero_()
 
