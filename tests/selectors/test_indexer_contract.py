@@ -52,11 +52,13 @@ def test_partial_budget_reads_only_visible_and_at_most_k(name, granularity):
         assert (sel.counts() == 12).all()
 
 
+@pytest.mark.parametrize("granularity", GRANULARITIES)
 @pytest.mark.parametrize("name", NAMES)
-def test_composed_after_sink_window_never_repeats_a_token(name):
+def test_composed_after_sink_window_never_repeats_a_token(name, granularity):
     ctx, _ = make_ctx(n=64)
     k = torch.full((2, 1, 2), 20, dtype=torch.int64)
-    sel = Compose(SinkWindow(sink=2, window=6), build(name, "q_head")).select(ctx, k)
+    sel = Compose(SinkWindow(sink=2, window=6), build(name, "q_head"), granularity=granularity).select(ctx, k)
+    assert sel.heads == ctx.heads_for(granularity)
     mask = sel.as_mask(ctx.num_keys)
     assert torch.equal(mask.sum(-1), sel.counts())
     assert (sel.counts() <= 20).all()

@@ -14,7 +14,7 @@ PLACES = (
     "the bakery on the corner", "a desert outpost", "the city archive", "the greenhouse", "a fishing boat",
 )  # fmt: skip
 NOUNS = (
-    "letter", "map", "engine", "garden", "question", "recipe", "storm", "bridge", "melody", "ledger",
+    "letter", "map", "engine", "garden", "question", "recipe", "storm", "bridge", "ballad", "ledger",
     "lantern", "experiment", "promise", "window", "harvest", "signal", "journey", "puzzle", "painting",
     "contract", "forest", "machine", "rumor", "telescope", "notebook", "festival", "river", "clock",
 )  # fmt: skip

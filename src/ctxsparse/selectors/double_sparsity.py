@@ -110,9 +110,9 @@ class DoubleSparsity(Selector):
         chan, labels = self.label_cache(ctx)
         b, hq, t, _ = ctx.query.shape
         hkv, g, r = ctx.num_kv_heads, ctx.group_size, chan.shape[-1]
-        q = ctx.query.float().view(b, hkv, g, t, -1)
-        q = q.gather(-1, chan.view(1, hkv, 1, 1, r).expand(b, hkv, g, t, r))
-        approx = (q @ labels.unsqueeze(2).transpose(-1, -2)) * ctx.scale
+        q = ctx.query.float().reshape(b, hkv, g * t, -1)
+        q = q.gather(-1, chan.view(1, hkv, 1, r).expand(b, hkv, g * t, r))
+        approx = (q @ labels.transpose(-1, -2)) * ctx.scale  # [B, Hkv, g*Tq, n]
         approx = pad_positions(approx.reshape(b, hq, t, -1), ctx.num_keys, NEG_INF)
         approx = approx.masked_fill(~ctx.visible, NEG_INF)
         if self.granularity == "q_head":

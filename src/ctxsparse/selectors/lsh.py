@@ -61,7 +61,8 @@ class LSHSampling(Selector):
 
     def signatures(self, x: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
         """Int64 [..., tables] bucket ids of vectors x [..., D]: their sign bits packed per table."""
-        signs = (x.float() @ planes > 0).view(*x.shape[:-1], self.tables, self.bits).to(torch.int64)
+        signs = (x.float().reshape(-1, x.shape[-1]) @ planes > 0).to(torch.int64)
+        signs = signs.view(*x.shape[:-1], self.tables, self.bits)
         powers = 2 ** torch.arange(self.bits, device=x.device, dtype=torch.int64)
         return (signs * powers).sum(-1)
 
@@ -98,11 +99,12 @@ class LSHSampling(Selector):
         idx = indices.to(torch.int64).reshape(b, hkv, reps * t * k, 1).expand(-1, -1, -1, d)
         keys = torch.nn.functional.normalize(ctx.keys.gather(2, idx).float(), dim=-1)
         if self.granularity == "kv_head":
-            cos = torch.einsum("bhgtd,bhtkd->bhgtk", q, keys.view(b, hkv, t, k, d))
-            p = collision_probability(cos, self.bits, self.tables).amax(2)
+            qq = q.transpose(2, 3).reshape(-1, g, d)
+            cos = torch.bmm(qq, keys.view(-1, k, d).transpose(1, 2)).view(b, hkv, t, g, k)
+            p = collision_probability(cos, self.bits, self.tables).amax(3)
         else:
-            cos = torch.einsum("bhgtd,bhgtkd->bhgtk", q, keys.view(b, hkv, g, t, k, d))
-            p = collision_probability(cos, self.bits, self.tables).reshape(b, hq, t, k)
+            cos = (keys.view(b, hq, t, k, d) * q.reshape(b, hq, t, 1, d)).sum(-1)
+            p = collision_probability(cos, self.bits, self.tables)
         return 1.0 / p.clamp_min(1e-12)
 
     def select(self, ctx: SelectionContext, k: torch.Tensor, exclude: torch.Tensor | None = None) -> Selection:

@@ -72,11 +72,10 @@ class Quest(Selector):
         lo, hi = self.page_bounds(ctx)
         b, hq, t, d = ctx.query.shape
         hkv, g = ctx.num_kv_heads, ctx.group_size
-        q = ctx.query.float().view(b, hkv, g, t, d)
-        # [B, Hkv, g, Tq, D] @ [B, Hkv, 1, D, P] -> [B, Hkv, g, Tq, P]
-        bound = q.clamp_min(0) @ hi.unsqueeze(2).transpose(-1, -2)
-        bound = bound + q.clamp_max(0) @ lo.unsqueeze(2).transpose(-1, -2)
-        bound = bound * ctx.scale
+        q = ctx.query.float().reshape(b, hkv, g * t, d)
+        # [B, Hkv, g*Tq, D] @ [B, Hkv, D, P] -> [B, Hkv, g, Tq, P]
+        bound = q.clamp_min(0) @ hi.transpose(-1, -2) + q.clamp_max(0) @ lo.transpose(-1, -2)
+        bound = (bound * ctx.scale).view(b, hkv, g, t, -1)
         if self.granularity == "q_head":
             return bound.reshape(b, hq, t, -1)
         return bound.amax(2) if self.aggregate == "max" else bound.sum(2)

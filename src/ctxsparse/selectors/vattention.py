@@ -56,7 +56,9 @@ class VAttention(Selector):
     """Sink + window + top-k (exact) plus importance-weighted uniform samples of the residual.
 
     top: the selector of the deterministic heavy hitters (OracleTopK by default), a Selector or a
-    registry spec such as 'double_sparsity:channels=16'; it runs at this selector's granularity.
+    registry spec such as 'double_sparsity:channels=16'; it runs at this selector's granularity, and
+    the tokens it picks are read exactly (weight 1; any weights it returns are not used).
+    seed: the residual samples are drawn from (seed, layer, step), so a session is reproducible.
     """
 
     epsilon: float = 0.05
@@ -94,13 +96,13 @@ class VAttention(Selector):
         idx = sel.indices.to(torch.int64)
         if self.granularity == "kv_head":
             kk = ctx.keys.gather(2, idx.reshape(b, hkv, t * k, 1).expand(-1, -1, -1, d)).float()
-            logits = torch.einsum("bhgtd,bhtkd->bhgtk", q, kk.view(b, hkv, t, k, d))
-            valid = sel.valid_mask().unsqueeze(2)
+            # One small matmul per (b, kv head, t): [g, D] @ [D, k] -> [B, Hkv, g, Tq, k]
+            qq = q.transpose(2, 3).reshape(-1, g, d)
+            logits = torch.bmm(qq, kk.view(-1, k, d).transpose(1, 2)).view(b, hkv, t, g, k).transpose(2, 3)
         else:
             kk = ctx.keys.gather(2, idx.reshape(b, hkv, g * t * k, 1).expand(-1, -1, -1, d)).float()
-            logits = torch.einsum("bhgtd,bhgtkd->bhgtk", q, kk.view(b, hkv, g, t, k, d))
-            logits = logits.reshape(b, hq, 1, t, k)
-            valid = sel.valid_mask().unsqueeze(2)
+            logits = (kk.view(b, hq, 1, t, k, d) * q.reshape(b, hq, 1, t, 1, d)).sum(-1)
+        valid = sel.valid_mask().unsqueeze(2)
         return (logits * ctx.scale).masked_fill(~valid, NEG_INF)
 
     def _split(
