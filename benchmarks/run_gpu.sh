@@ -3,7 +3,7 @@
 # the steps named as arguments (default: tests sweep bench). Logs and the results JSON go to $OUT.
 #   tests  the sparse decode test file at full size, and the benchmark's CPU tests
 #   sweep  the kernel launch-configuration sweep (benchmarks/sweep_decode.py)
-#   quick  the sweep's default configuration only
+#   focus  the sweep over the default configuration's neighbours
 #   bench  ctxsparse bench decode over the whole grid, JSON into benchmarks/results/ and $OUT
 set -uo pipefail
 OUT=${OUT:-out}
@@ -21,7 +21,7 @@ for step in "${steps[@]}"; do
   case $step in
     tests) timeout "${TEST_TIMEOUT:-300}" python3 -m pytest -q -p no:cacheprovider tests/attention/test_sparse_decode.py tests/bench 2>&1 | tee "$OUT/tests.log" ;;
     sweep) python3 benchmarks/sweep_decode.py --json "$OUT/sweep.json" 2>&1 | tee "$OUT/sweep.log" ;;
-    quick) python3 benchmarks/sweep_decode.py --quick 2>&1 | tee "$OUT/quick.log" ;;
+    focus) python3 benchmarks/sweep_decode.py --mode focus --json "$OUT/focus.json" 2>&1 | tee "$OUT/focus.log" ;;
     bench) python3 -m ctxsparse.cli.main bench decode --output-dir benchmarks/results 2>&1 | tee "$OUT/bench.log"
            cp benchmarks/results/decode-*.json "$OUT"/ ;;
     *) echo "unknown step $step" ;;

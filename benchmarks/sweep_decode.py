@@ -2,7 +2,7 @@
 
 For each point: cold-L2 median of every DecodeConfig in the grid below, achieved TB/s over the selected
 K/V + index bytes, and the best configuration; last, the configuration with the best geometric-mean
-time over all points. Usage: PYTHONPATH=src python benchmarks/sweep_decode.py [--quick]
+time over all points. Usage: PYTHONPATH=src python benchmarks/sweep_decode.py [--mode full|focus|default]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-from ctxsparse.attention.triton_decode import DecodeConfig, default_config, triton_sparse_decode
+from ctxsparse.attention.triton_decode import DecodeConfig, _split_kernel, default_config, triton_sparse_decode
 from ctxsparse.bench.decode import PAGE_SIZE, DecodeShape, random_selection, tbps
 from ctxsparse.bench.timing import L2Flusher, cold_l2_time
 
@@ -26,17 +26,35 @@ POINTS = [
     DecodeShape(1, 32768, 100),
     DecodeShape(8, 131072, 10),
     DecodeShape(8, 131072, 50),
+    DecodeShape(8, 131072, 100),
     DecodeShape(32, 131072, 20),
 ]
 
 
-def configs(quick: bool) -> list[DecodeConfig]:
-    if quick:
-        return [default_config(128)]
+def configs(mode: str) -> list[DecodeConfig]:
+    """'full': the whole grid; 'focus': the default and its neighbours; 'default': the default alone."""
+    base = default_config(128)
+    if mode == "default":
+        return [base]
+    if mode == "focus":
+        near = [dataclasses.replace(base, block_n=bn, programs_per_sm=p) for bn in (32, 64) for p in (4, 6, 8, 12, 16)]
+        return near + [dataclasses.replace(base, block_n=128, num_stages=2), dataclasses.replace(base, pdl=False)]
     grid = itertools.product((32, 64, 128), (4, 8), (2, 3), (4, 8, 16, 32))
-    cfgs = [DecodeConfig(block_n=bn, num_warps=w, num_stages=st, programs_per_sm=p) for bn, w, st, p in grid]
+    cfgs = [DecodeConfig(block_n=bn, num_warps=w, num_stages=st, programs_per_sm=p, pdl=False) for bn, w, st, p in grid]
     # programmatic dependent launch of the merge, on the smaller tiles that suit few-row shapes
     return cfgs + [dataclasses.replace(c, pdl=True) for c in cfgs if c.block_n <= 64 and c.num_warps == 4]
+
+
+def report_resources() -> None:
+    """Registers, spills and shared memory of each compiled split-kernel variant (occupancy inputs)."""
+    for cache in getattr(_split_kernel, "device_caches", {}).values():
+        for compiled in cache[0].values():
+            meta = compiled.metadata
+            print(
+                f"  split kernel num_warps={meta.num_warps} num_stages={meta.num_stages}: "
+                f"{getattr(compiled, 'n_regs', '?')} registers, {getattr(compiled, 'n_spills', '?')} spills, "
+                f"{meta.shared} B shared"
+            )
 
 
 def time_point(s: DecodeShape, cfgs, flusher, gen, iters: int) -> list[dict]:
@@ -68,13 +86,13 @@ def time_point(s: DecodeShape, cfgs, flusher, gen, iters: int) -> list[dict]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="the default configuration only")
+    parser.add_argument("--mode", choices=("full", "focus", "default"), default="full")
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--json", default=None, help="write all timings here")
     args = parser.parse_args()
     flusher = L2Flusher("cuda", "read")
     gen = torch.Generator(device="cuda").manual_seed(0)
-    cfgs = configs(args.quick)
+    cfgs = configs(args.mode)
     times: dict[DecodeConfig, list[float]] = {c: [] for c in cfgs}
     records = []
     for s in POINTS:
@@ -98,6 +116,7 @@ def main() -> int:
     for i, s in enumerate(POINTS):
         c = min(times, key=lambda c: times[c][i])
         print(f"  B={s.batch:2d} N={s.context:6d} S={s.sparsity:3d} {times[c][i]:8.1f} us  {c}")
+    report_resources()
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f)

@@ -32,7 +32,7 @@ from ctxsparse.selection import Selection  # noqa: E402
 REL_TOL = {torch.bfloat16: 1.5e-2, torch.float16: 3e-3}
 LSE_TOL = 2e-3
 # (batch, query heads, kv heads, cache positions, selected slots)
-SHAPE = (4, 32, 8, 8192, 700) if FULL else (2, 4, 2, 40, 24)
+SHAPE = (4, 32, 8, 8192, 700) if FULL else (2, 4, 2, 160, 100)
 PAGE_SIZE = 16 if FULL else 4
 
 
@@ -125,6 +125,19 @@ def test_triton_matches_reference(dtype, head_dim, per_query_head, paged, ragged
     check_lse(lse, ref_lse)
     if ragged:
         assert bool((res[0, : q.shape[1] // idx.shape[1]] == 0).all())  # the empty row: zeros
+
+
+@pytest.mark.parametrize("block_n,programs_per_sm", [(16, 1), (16, 4)])
+def test_long_loops_and_single_split(block_n, programs_per_sm):
+    """Explicit configurations: one split looping over every tile, and several splits of several tiles."""
+    q, keys, values, idx, lengths, weights = make_case(23, torch.float16, 64, False, True, True)
+    ref, ref_lse = reference(q, keys, values, idx, lengths, weights)
+    config = kernel.DecodeConfig(block_n=block_n, programs_per_sm=programs_per_sm)
+    out, lse = kernel.triton_sparse_decode(
+        q, keys, values, idx, lengths, weights, 64**-0.5, None, True, config, out=torch.full_like(q, float("nan"))
+    )
+    assert rel_err(out, ref) < REL_TOL[torch.float16]
+    check_lse(lse, ref_lse)
 
 
 def test_strided_cache_and_bare_index_tensor():

@@ -174,15 +174,15 @@ class DecodeConfig:
 
     block_n: int
     num_warps: int = 4
-    num_stages: int = 2
+    num_stages: int = 3  # 3: the index tile two iterations ahead, the K/V tiles one ahead
     programs_per_sm: int = 8
     max_splits: int = 64
-    pdl: bool = False  # programmatic dependent launch of the merge kernel (Hopper and newer)
+    pdl: bool = True  # programmatic dependent launch of the merge kernel (used on Hopper and newer)
 
 
 def default_config(head_dim: int) -> DecodeConfig:
-    """A [BLOCK_N, D] tile of 16 KB in bf16: 64 rows up to D = 128, 32 rows at D = 256."""
-    return DecodeConfig(block_n=64 if head_dim <= 128 else 32)
+    """8 KB [BLOCK_N, D] bf16 tiles (32 rows at D = 128): the best geometric mean of an H100 sweep."""
+    return DecodeConfig(block_n=max(16, 4096 // head_dim))
 
 
 def plan_splits(rows: int, num_slots: int, num_sms: int, config: DecodeConfig) -> tuple[int, int]:
@@ -196,6 +196,11 @@ def plan_splits(rows: int, num_slots: int, num_sms: int, config: DecodeConfig) -
     splits = max(1, min(want, blocks, config.max_splits))
     blocks_per_split = math.ceil(blocks / splits)
     return math.ceil(blocks / blocks_per_split), blocks_per_split * config.block_n
+
+
+@functools.cache
+def _has_pdl(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
 
 
 @functools.cache
@@ -256,7 +261,7 @@ def triton_sparse_decode(
     len_t, len_strides = (lengths, lengths.stride()) if lengths is not None else (indices, (0, 0))
     w_t, w_strides = (weights, weights.stride()) if weights is not None else (indices, (0, 0, 0))
     upcast = INTERPRETED and q.dtype == torch.bfloat16
-    pdl = config.pdl and splits > 1 and q.is_cuda and torch.cuda.get_device_capability(q.device)[0] >= 9
+    pdl = config.pdl and splits > 1 and _has_pdl(q.device)
 
     _split_kernel[(rows, splits)](
         q, k_cache, v_cache, indices, len_t, w_t, pt,

@@ -78,6 +78,7 @@ class DecodeRow:
     ours_us: float | None = None
     ours_vs_fi_rel_err: float | None = None
     skipped: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, dict] = field(default_factory=dict)  # per method: median, p10, p90, iters, graphed
 
     def metrics(self, peak_tbps: float = PEAK_TBPS) -> dict[str, float | None]:
         """Achieved TB/s, speedups over dense and over FlashInfer sparse, share of the byte limit."""
@@ -98,7 +99,7 @@ class DecodeRow:
         s = self.shape
         out = asdict(s) | {"k": s.k, "sparse_bytes": s.sparse_bytes, "dense_bytes": s.dense_bytes}
         out |= {m + "_us": getattr(self, m + "_us") for m in METHODS}
-        out |= {"ours_vs_fi_rel_err": self.ours_vs_fi_rel_err, "skipped": self.skipped}
+        out |= {"ours_vs_fi_rel_err": self.ours_vs_fi_rel_err, "skipped": self.skipped, "timings": self.timings}
         return out | self.metrics(peak_tbps)
 
 
@@ -193,28 +194,32 @@ def _time_group(group: list[DecodeShape], iters: int, flusher, gen: torch.Genera
     v_view = v_pages.view(b, -1, h, d)[:, :n].transpose(1, 2)
     q = torch.randn(b, first.q_heads, d, device="cuda", generator=gen, dtype=torch.bfloat16)
     scale = d**-0.5
-    dense_us, skipped, sparse = None, {}, None
+    dense, skipped, sparse = None, {}, None
     if not with_flashinfer:
         skipped = {"dense": "flashinfer not run", "fi_sparse": "flashinfer not run"}
     else:
         from ctxsparse.attention.flashinfer_backend import FlashInferDense, FlashInferVectorSparse
 
         try:
-            dense = FlashInferDense(q.device)
-            dense.plan(table, n, k_pages, first.q_heads, scale)
-            dense_us = cold_l2_time(lambda: dense.run(q, k_pages, v_pages), flusher, iters).median_us
+            runner = FlashInferDense(q.device)
+            runner.plan(table, n, k_pages, first.q_heads, scale)
+            dense = cold_l2_time(lambda: runner.run(q, k_pages, v_pages), flusher, iters)
         except Exception as err:  # a baseline's failure is recorded in its rows, not fatal
             skipped["dense"] = f"flashinfer dense failed: {type(err).__name__}: {err}"
         sparse = FlashInferVectorSparse(q.device)
     for s in group:
-        row = DecodeRow(s, dense_us=dense_us, skipped=dict(skipped))
+        row = DecodeRow(s, skipped=dict(skipped))
+        if dense is not None:
+            row.dense_us, row.timings["dense"] = dense.median_us, dense.as_dict()
         idx = random_selection(s, "cuda", gen)
         ours = functools.partial(sparse_decode, q, k_view, v_view, idx, scale=scale, backend="triton")
-        row.ours_us = cold_l2_time(ours, flusher, iters).median_us
+        timing = cold_l2_time(ours, flusher, iters)
+        row.ours_us, row.timings["ours"] = timing.median_us, timing.as_dict()
         if sparse is not None:
             try:
                 sparse.plan(idx, None, k_view, v_view, s.q_heads, scale)
-                row.fi_sparse_us = cold_l2_time(functools.partial(sparse.run, q), flusher, iters).median_us
+                timing = cold_l2_time(functools.partial(sparse.run, q), flusher, iters)
+                row.fi_sparse_us, row.timings["fi_sparse"] = timing.median_us, timing.as_dict()
                 ref = sparse.run(q).float()
                 row.ours_vs_fi_rel_err = float((ours().float() - ref).norm() / ref.norm())
             except Exception as err:
@@ -283,7 +288,13 @@ def run_cli(args: argparse.Namespace) -> int:
         "versions": versions(),
         "peak_tbps": PEAK_TBPS,
         "copy_tbps": copy_tbps,
-        "timing": {"statistic": "median", "iters": args.iters, "l2_flush": args.flush, "unit": "us"},
+        "timing": {
+            "statistic": "median",
+            "iters": args.iters,
+            "l2_flush": args.flush,
+            "unit": "us",
+            "method": "CUDA-graph replay between cold-L2 flushes, CUDA events (rows' timings say if eager)",
+        },
         "setup": {"dtype": "bfloat16", "page_size": PAGE_SIZE, "selection": "random distinct, unsorted"},
         "rows": [r.as_dict() for r in rows],
     }
