@@ -1,9 +1,15 @@
 """Tasks of the sparsity study: synthetic generators of rising difficulty, scorers and importers.
 
-Built-in families (TASKS): needle retrieval after RULER (niah_*), aggregation (vt, cwe, fwe), multi-hop
-facts (multihop*), chain-of-thought arithmetic (math) and a tool-use episode (agentic). Each generates
-samples deterministically from (seed, target length in tokens of the given tokenizer, count): the
-prompt text (context + question, without chat template) is within 5% of the target.
+Built-in families (TASKS), roughly by rising difficulty:
+  retrieval    niah_single (= niah_single_noise_number), niah_single_{noise,words}_{number,uuid},
+               niah_multikey, niah_multikey_dense, niah_multivalue, niah_multiquery
+  aggregation  vt, vt_2chains, cwe, fwe
+  reasoning    multihop (2-4 hops over the samples), multihop_2, multihop_3, multihop_4, math
+  agentic      agentic (a tool-use episode in the model's chat template; chat=False samples)
+Each generates samples deterministically from (seed, target length in tokens of the given tokenizer,
+count): Sample.prompt_text() (context + question, without chat template; for agentic the templated
+prompt itself) is within 5% of the target. render_prompt(sample, tokenizer) gives the model's text
+split into its dense (context) and sparse (question + answer prefix) parts.
 get_task also accepts a path ending in .jsonl (RULER or LongBench rows, see files.py) and hf:... names
 for Hugging Face datasets (hf:gsm8k, hf:aime, hf:longbench/<subset>, hf:ruler[/<task>], see hf_datasets.py).
 """

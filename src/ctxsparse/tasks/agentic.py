@@ -4,7 +4,8 @@ An agent debugs a failing service: its first tool call reads a log holding an er
 then file listings, code searches and other logs (their length sets the context length) follow; finally
 the user asks for the port (even samples) or the error code (odd samples) from that first log. Tool
 calls are written as text in assistant turns; see chat_render for templates without a tool role.
-Samples have chat=False: context + question is the exact templated prompt.
+Samples have chat=False: context + question is the exact templated prompt, and the length counts it
+whole, template tokens included.
 """
 
 from __future__ import annotations
