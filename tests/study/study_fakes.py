@@ -64,7 +64,8 @@ class FakeSession:
         self.backend.prefills.append((sample.task, sample.context))
         return Prefilled(state=sample.context, context_tokens=len(sample.context.split()), prefill_s=0.01)
 
-    def decode(self, prefilled, sample, method, sparsity, phase) -> DecodeOutcome:
+    def decode(self, prefilled, sample, config) -> DecodeOutcome:
+        method, sparsity = config.method, config.sparsity
         b = self.backend
         if b.fail_after is not None and b.decodes >= b.fail_after:
             raise SimulatedCrash(f"simulated crash after {b.decodes} decodes")

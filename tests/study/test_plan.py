@@ -55,6 +55,17 @@ def test_dense_phase_does_not_change_its_hash_but_sparse_phase_does():
     assert q[1].hash != d[1].hash
 
 
+def test_new_token_cap_is_part_of_the_configuration():
+    plain = StudyPlan.build(["m"], ["oracle_topk"], [10], ["t"], [128]).configs("m")
+    capped = StudyPlan.build(["m"], ["oracle_topk"], [10], ["t"], [128], max_new_tokens=4).configs("m")
+    assert plain[1].hash != capped[1].hash
+
+    class Sample:
+        max_new_tokens = 32
+
+    assert capped[1].new_tokens_for(Sample()) == 4 and plain[1].new_tokens_for(Sample()) == 32
+
+
 def test_limit_counts_and_fractions():
     base = dict(models=["m"], methods=["dense"], sparsities=[1], tasks=["t"], lengths=[64])
     assert StudyPlan.build(**base, samples=10).samples_to_run == 10

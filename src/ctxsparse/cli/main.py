@@ -9,6 +9,9 @@ import sys
 # Verb modules in the order --help lists them; each defines add_parser(subparsers) and sets a `run` default.
 VERBS: tuple[str, ...] = (
     "demo",
+    "study",
+    "report",
+    "replay",
     "calibrate",
     "generate",
     "models",

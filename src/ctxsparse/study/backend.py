@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ctxsparse.study.plan import MethodSpec
+from ctxsparse.study.plan import Config
 
 FIDELITY_KEYS = ("density", "mass_recall", "output_error", "kl", "top1_agreement")
 # Dense decoding compared with itself: what a trace would measure, without paying for the trace.
@@ -45,9 +45,9 @@ class ModelSession(Protocol):
 
     def prefill(self, sample: Any) -> Prefilled: ...
 
-    def decode(
-        self, prefilled: Prefilled, sample: Any, method: MethodSpec, sparsity: float, phase: str
-    ) -> DecodeOutcome: ...
+    def decode(self, prefilled: Prefilled, sample: Any, config: Config) -> DecodeOutcome:
+        """Decode sample.question under config (method, sparsity, phase, new-token cap) from the prefill."""
+        ...
 
 
 class Backend(Protocol):
@@ -71,20 +71,18 @@ class TransformersSession:
         pre = prefill(self.model, self.tokenizer, sample.context, chat=sample.chat)
         return Prefilled(pre, int(pre.input_ids.shape[-1]), time.perf_counter() - start)
 
-    def decode(
-        self, prefilled: Prefilled, sample: Any, method: MethodSpec, sparsity: float, phase: str
-    ) -> DecodeOutcome:
+    def decode(self, prefilled: Prefilled, sample: Any, config: Config) -> DecodeOutcome:
         from ctxsparse import Budget, make_selector
         from ctxsparse.generation import decode
 
-        dense = method.is_dense
+        dense = config.method.is_dense
         res = decode(
             prefilled.state,
             sample.question,
-            make_selector(method.spec),
-            Budget(sparsity=1.0 if dense else sparsity),
-            max_new_tokens=sample.max_new_tokens,
-            phase="question" if dense else phase,
+            make_selector(config.method.spec),
+            Budget(sparsity=1.0 if dense else config.sparsity),
+            max_new_tokens=config.new_tokens_for(sample),
+            phase="question" if dense else config.phase,
             trace=not dense,
             answer_prefix=sample.answer_prefix,
         )

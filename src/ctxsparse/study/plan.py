@@ -105,17 +105,25 @@ class Config:
     sparsity: float
     phase: str
     dtype: str
+    max_new_tokens: int | None = None
 
     @property
     def hash(self) -> str:
-        payload = {
+        payload: dict[str, object] = {
             "model": self.model,
             "method": self.method.spec,
             "sparsity": float(self.sparsity),
             "phase": self.phase,
             "dtype": self.dtype,
         }
+        if self.max_new_tokens is not None:
+            payload["max_new_tokens"] = self.max_new_tokens
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def new_tokens_for(self, sample: object) -> int:
+        """The sample's own max_new_tokens, capped by the study's --max-new-tokens when given."""
+        own = int(getattr(sample, "max_new_tokens", 32))
+        return own if self.max_new_tokens is None else min(own, self.max_new_tokens)
 
     def label(self) -> str:
         return self.method.spec if self.method.is_dense else f"{self.method.spec} @ {self.sparsity:g}x"
@@ -136,6 +144,7 @@ class StudyPlan:
     phase: str = "question"
     dtype: str = "auto"
     limit: float | None = None
+    max_new_tokens: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("models", "methods", "tasks", "lengths"):
@@ -151,6 +160,8 @@ class StudyPlan:
         for n in self.lengths:
             if n < 1:
                 raise ValueError(f"Context lengths must be positive token counts; got {n}.")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1; got {self.max_new_tokens}.")
         if self.limit is not None and self.limit <= 0:
             raise ValueError(f"limit must be positive (a count, or a fraction below 1); got {self.limit}.")
         if any(not m.is_dense for m in self.methods) and not any(s > 1 for s in self.sparsities):
@@ -193,11 +204,11 @@ class StudyPlan:
         out: list[Config] = []
         for method in self.methods:
             if method.is_dense:
-                out.append(Config(model, method, 1.0, DENSE_PHASE, self.dtype))
+                out.append(Config(model, method, 1.0, DENSE_PHASE, self.dtype, self.max_new_tokens))
                 continue
             for s in self.sparsities:
                 if s > 1:
-                    out.append(Config(model, method, s, self.phase, self.dtype))
+                    out.append(Config(model, method, s, self.phase, self.dtype, self.max_new_tokens))
         return out
 
     def size(self) -> int:
@@ -218,4 +229,5 @@ class StudyPlan:
             "seed": self.seed,
             "phase": self.phase,
             "dtype": self.dtype,
+            "max_new_tokens": self.max_new_tokens,
         }

@@ -139,7 +139,7 @@ class StudyRunner:
                 prefilled = session.prefill(sample)
                 prefills += 1
                 for config in configs:
-                    outcome = session.decode(prefilled, sample, config.method, config.sparsity, config.phase)
+                    outcome = session.decode(prefilled, sample, config)
                     row = self._row(config, task, length, i, sample, prefilled, outcome, run_id)
                     written += store.add(row)
                     bar.update(1)
