@@ -17,6 +17,7 @@ import sys
 
 import torch
 
+import ctxsparse.attention.triton_decode as kernel_module
 from ctxsparse.attention.triton_decode import DecodeConfig, _split_kernel, default_config, triton_sparse_decode
 from ctxsparse.bench.decode import PAGE_SIZE, DecodeShape, random_selection, tbps
 from ctxsparse.bench.timing import L2Flusher, cold_l2_time
@@ -36,8 +37,8 @@ def configs(mode: str) -> list[DecodeConfig]:
     base = default_config(128)
     if mode == "default":
         return [base]
-    if mode == "focus":
-        near = [dataclasses.replace(base, block_n=bn, programs_per_sm=p) for bn in (32, 64) for p in (4, 6, 8, 12, 16)]
+    if mode == "focus":  # the split count follows the kernel's occupancy, so vary the tile and pipeline
+        near = [dataclasses.replace(base, block_n=bn, num_stages=st) for bn in (16, 32, 64) for st in (2, 3)]
         return near + [dataclasses.replace(base, block_n=128, num_stages=2), dataclasses.replace(base, pdl=False)]
     grid = itertools.product((32, 64, 128), (4, 8), (2, 3), (4, 8, 16, 32))
     cfgs = [DecodeConfig(block_n=bn, num_warps=w, num_stages=st, programs_per_sm=p, pdl=False) for bn, w, st, p in grid]
@@ -117,6 +118,7 @@ def main() -> int:
         c = min(times, key=lambda c: times[c][i])
         print(f"  B={s.batch:2d} N={s.context:6d} S={s.sparsity:3d} {times[c][i]:8.1f} us  {c}")
     report_resources()
+    print("programs resident per SM, per compiled variant:", sorted(set(map(str, kernel_module._RESIDENT.values()))))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f)

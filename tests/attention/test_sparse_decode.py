@@ -153,11 +153,36 @@ def test_strided_cache_and_bare_index_tensor():
 def test_split_plan_fills_the_gpu_and_covers_every_slot():
     cfg = kernel.DecodeConfig(block_n=64)
     for rows, k in [(8, 2622), (64, 13108), (256, 1311), (8, 10), (1, 64 * 200)]:
-        splits, chunk = kernel.plan_splits(rows, k, 132, cfg)
-        assert chunk % 64 == 0 and (splits - 1) * chunk < k <= splits * chunk  # no empty split, all covered
-        assert splits <= cfg.max_splits
+        for resident in (None, 5):
+            splits, chunk = kernel.plan_splits(rows, k, 132, cfg, resident)
+            assert chunk % 64 == 0 and (splits - 1) * chunk < k <= splits * chunk  # no empty split, all covered
+            assert splits <= cfg.max_splits
+        splits, _ = kernel.plan_splits(rows, k, 132, cfg)
         # whole tiles per split may round the split count down, never below half of what was asked
         assert 2 * rows * splits >= min(cfg.programs_per_sm * 132, rows * math.ceil(k / 64), rows * cfg.max_splits)
+
+
+def test_split_plan_fills_whole_waves():
+    """With 5 programs per SM resident (132 SMs: waves of 660), the grid ends just under a whole wave."""
+    cfg = kernel.DecodeConfig(block_n=32)
+    assert kernel.plan_splits(64, 13108, 132, cfg, 5) == (10, 41 * 32)  # 640 programs: one wave
+    assert kernel.plan_splits(256, 6554, 132, cfg, 5) == (5, 41 * 32)  # 1280 programs: two waves
+    assert kernel.plan_splits(8, 2622, 132, cfg, 5)[0] == 41  # few rows: as many splits as tiles allow
+    for rows, k in [(64, 2622), (64, 1311), (256, 13108), (256, 656), (24, 5000)]:
+        splits, chunk = kernel.plan_splits(rows, k, 132, cfg, 5)
+        # brute force: no other split count gives fewer waves x (tiles per split + prologue)
+        costs = [math.ceil(rows * s / 660) * (math.ceil(math.ceil(k / 32) / s) + 0.5) for s in range(1, 65)]
+        assert costs[splits - 1] == min(costs) and chunk == 32 * math.ceil(k / 32 / splits)
+
+
+def test_resident_programs_from_kernel_resources():
+    class H100:
+        regs_per_multiprocessor, shared_memory_per_multiprocessor, max_threads_per_multi_processor = 65536, 233472, 2048
+
+    assert kernel.resident_programs(86, 21632, 4, H100) == 5  # registers bound: 11 x 256 per warp
+    assert kernel.resident_programs(109, 39168, 4, H100) == 4
+    assert kernel.resident_programs(32, 100_000, 4, H100) == 2  # shared memory bound
+    assert kernel.resident_programs(16, 0, 8, H100) == 8  # threads bound
 
 
 def test_auto_backend_and_reference_paged_path():
@@ -233,6 +258,7 @@ def test_long_context_few_rows_many_splits():
     out, lse = sparse_decode(q, keys, values, idx, backend="triton", return_lse=True)
     assert rel_err(out, ref) < REL_TOL[torch.bfloat16]
     check_lse(lse, ref_lse)
+    assert any(r is not None for r in kernel._RESIDENT.values())  # the split plan saw the kernel's occupancy
 
 
 @gpu

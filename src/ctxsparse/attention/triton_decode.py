@@ -185,17 +185,60 @@ def default_config(head_dim: int) -> DecodeConfig:
     return DecodeConfig(block_n=max(16, 4096 // head_dim))
 
 
-def plan_splits(rows: int, num_slots: int, num_sms: int, config: DecodeConfig) -> tuple[int, int]:
-    """(splits, chunk): cut each row's k slots into whole tiles so rows * splits ~ programs_per_sm * SMs.
+PROLOGUE_TILES = 0.5  # a program's start (query, first index and K/V round trips) costs about half a tile
 
-    Many small programs keep the last wave's tail short. Each split reads `chunk` slots (a multiple of
-    block_n; the last split may read fewer). Shapes only: no device data, no host synchronisation.
+
+def plan_splits(
+    rows: int, num_slots: int, num_sms: int, config: DecodeConfig, resident_per_sm: int | None = None
+) -> tuple[int, int]:
+    """(splits, chunk): cut each row's k slots into splits of `chunk` slots, whole tiles each.
+
+    With the kernel's occupancy known (resident_per_sm programs fit on an SM at once), the programs run
+    in waves of num_sms * resident_per_sm, and a wave lasts as long as one split: pick the split count
+    that minimises waves * (tiles per split + PROLOGUE_TILES), ties to fewer splits. A last wave filled
+    by a few programs costs as much as a full one, so programs = rows * splits should sit just under a
+    multiple of the wave. Without the occupancy (the CPU interpreter), aim for programs_per_sm * SMs.
+    Shapes only: no device data, no host synchronisation.
     """
     blocks = max(1, math.ceil(num_slots / config.block_n))
-    want = math.ceil(config.programs_per_sm * num_sms / max(rows, 1))
-    splits = max(1, min(want, blocks, config.max_splits))
-    blocks_per_split = math.ceil(blocks / splits)
-    return math.ceil(blocks / blocks_per_split), blocks_per_split * config.block_n
+    most = max(1, min(blocks, config.max_splits))
+    if resident_per_sm is None:
+        want = max(1, min(math.ceil(config.programs_per_sm * num_sms / max(rows, 1)), most))
+        per_split = math.ceil(blocks / want)
+    else:
+        wave = resident_per_sm * num_sms
+        cost = lambda bps: math.ceil(rows * math.ceil(blocks / bps) / wave) * (bps + PROLOGUE_TILES)
+        per_split = min(sorted({math.ceil(blocks / s) for s in range(1, most + 1)}, reverse=True), key=cost)
+    return math.ceil(blocks / per_split), per_split * config.block_n
+
+
+def resident_programs(n_regs: int, shared_bytes: int, num_warps: int, props) -> int:
+    """Programs of one kernel that fit on an SM at once: the least of the register, shared-memory,
+    thread and block limits (registers go to warps in units of 256, the driver keeps 1 KB per block)."""
+    warp_regs = math.ceil(max(n_regs, 1) * 32 / 256) * 256
+    by_regs = getattr(props, "regs_per_multiprocessor", 65536) // (warp_regs * num_warps)
+    by_smem = getattr(props, "shared_memory_per_multiprocessor", 233472) // (shared_bytes + 1024)
+    by_threads = getattr(props, "max_threads_per_multi_processor", 2048) // (32 * num_warps)
+    return max(1, min(by_regs, by_smem, by_threads, 32))
+
+
+_RESIDENT: dict[tuple, int | None] = {}
+
+
+def _resident_per_sm(key: tuple, device: torch.device, num_warps: int, compile_kernel) -> int | None:
+    """Occupancy of a split-kernel variant, read once from its compiled form; None when unknown."""
+    if key not in _RESIDENT:
+        resident = None
+        if device.type == "cuda" and not INTERPRETED:
+            try:
+                compiled = compile_kernel()
+                compiled._init_handles()
+                props = torch.cuda.get_device_properties(device)
+                resident = resident_programs(compiled.n_regs, compiled.metadata.shared, num_warps, props)
+            except Exception:  # an unexpected Triton API: plan from programs_per_sm instead
+                resident = None
+        _RESIDENT[key] = resident
+    return _RESIDENT[key]
 
 
 @functools.cache
@@ -236,18 +279,12 @@ def triton_sparse_decode(
     group = num_q_heads // num_sel_heads  # query heads per selection row: the GQA group, or 1
     config = config or default_config(head_dim)
     rows = bsz * num_sel_heads
-    splits, chunk = plan_splits(rows, num_slots, _num_sms(q.device), config)
+    num_sms = _num_sms(q.device)
+    splits, chunk = plan_splits(rows, num_slots, num_sms, config)
 
     if out is None:
         out = torch.empty(bsz, num_q_heads, head_dim, dtype=q.dtype, device=q.device)
     lse = torch.empty(bsz, num_q_heads, dtype=torch.float32, device=q.device) if return_lse else out
-    if splits > 1:
-        part_m = torch.empty(bsz * num_q_heads * splits, dtype=torch.float32, device=q.device)
-        part_l = torch.empty_like(part_m)
-        part_acc = torch.empty(bsz * num_q_heads * splits, head_dim, dtype=torch.float32, device=q.device)
-    else:
-        part_m = part_l = part_acc = out  # not touched when SINGLE_SPLIT
-
     if paged:
         # [pages, page_size, Hkv, D]: the kernel's "batch" stride is the page stride, "token" the slot stride
         ks = (k_cache.stride(0), k_cache.stride(1), k_cache.stride(2))
@@ -261,20 +298,43 @@ def triton_sparse_decode(
     len_t, len_strides = (lengths, lengths.stride()) if lengths is not None else (indices, (0, 0))
     w_t, w_strides = (weights, weights.stride()) if weights is not None else (indices, (0, 0, 0))
     upcast = INTERPRETED and q.dtype == torch.bfloat16
-    pdl = config.pdl and splits > 1 and _has_pdl(q.device)
-
-    _split_kernel[(rows, splits)](
-        q, k_cache, v_cache, indices, len_t, w_t, pt,
-        out, lse, part_m, part_l, part_acc,
-        q.stride(0), q.stride(1), *ks, *vs, *indices.stride(), *len_strides, *w_strides, *pt_strides,
-        out.stride(0), out.stride(1),
-        num_sel_heads, num_q_heads, num_q_heads // num_kv_heads, num_slots, chunk, splits, scale * LOG2E,
+    pdl_ok = config.pdl and _has_pdl(q.device)
+    flags = dict(
         GROUP=group, BLOCK_G=max(16, triton.next_power_of_2(group)), BLOCK_N=config.block_n,
         HEAD_DIM=head_dim, PAGED=paged, PAGE_SIZE=page_size, HAS_LEN=lengths is not None,
-        HAS_W=weights is not None, SINGLE_SPLIT=splits == 1, RETURN_LSE=return_lse,
-        UPCAST=upcast, DOT_PRECISION="ieee" if upcast else "tf32", PDL=pdl,
+        HAS_W=weights is not None, RETURN_LSE=return_lse,
+        UPCAST=upcast, DOT_PRECISION="ieee" if upcast else "tf32",
         num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
+
+    def args(part_m, part_l, part_acc, chunk, splits):
+        return (
+            q, k_cache, v_cache, indices, len_t, w_t, pt,
+            out, lse, part_m, part_l, part_acc,
+            q.stride(0), q.stride(1), *ks, *vs, *indices.stride(), *len_strides, *w_strides, *pt_strides,
+            out.stride(0), out.stride(1),
+            num_sel_heads, num_q_heads, num_q_heads // num_kv_heads, num_slots, chunk, splits, scale * LOG2E,
+        )  # fmt: skip
+
+    # Re-plan with the kernel's occupancy, read from its compiled form (once per variant and device).
+    key = (q.device, q.dtype, tuple(sorted((k, str(v)) for k, v in flags.items())))
+    compile_kernel = lambda: _split_kernel.warmup(
+        *args(out, out, out, chunk, splits), grid=(1,), SINGLE_SPLIT=False, PDL=pdl_ok, **flags
+    )
+    resident = _resident_per_sm(key, q.device, config.num_warps, compile_kernel)
+    if resident is not None:
+        splits, chunk = plan_splits(rows, num_slots, num_sms, config, resident)
+    pdl = pdl_ok and splits > 1
+    if splits > 1:
+        part_m = torch.empty(bsz * num_q_heads * splits, dtype=torch.float32, device=q.device)
+        part_l = torch.empty_like(part_m)
+        part_acc = torch.empty(bsz * num_q_heads * splits, head_dim, dtype=torch.float32, device=q.device)
+    else:
+        part_m = part_l = part_acc = out  # not touched when SINGLE_SPLIT
+
+    _split_kernel[(rows, splits)](
+        *args(part_m, part_l, part_acc, chunk, splits), SINGLE_SPLIT=splits == 1, PDL=pdl, **flags
+    )
     if splits > 1:
         _merge_kernel[(bsz * num_q_heads,)](
             part_m, part_l, part_acc, out, lse,
