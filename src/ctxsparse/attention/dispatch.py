@@ -17,8 +17,12 @@ def sparse_attention(
     selection: Selection,
     scale: float,
     backend: str = "auto",
+    logits: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Attention over the selection, [B, Hq, Tq, D]; 'auto' uses the reference on CPU."""
+    """Attention over the selection, [B, Hq, Tq, D]; 'auto' uses the reference on CPU.
+
+    logits: dense scaled q·K [B, Hq, Tq, N] when a selector already computed them (the reference reuses them).
+    """
     if backend not in BACKENDS:
         raise ValueError(f"Unknown attention backend {backend!r}; choose one of {BACKENDS}.")
-    return sparse_attention_reference(query, keys, values, selection, scale)
+    return sparse_attention_reference(query, keys, values, selection, scale, logits=logits)

@@ -31,6 +31,7 @@ def sparse_attention_reference(
     selection: Selection,
     scale: float | None = None,
     return_lse: bool = False,
+    logits: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Attention of each query row over only its selected positions.
 
@@ -38,6 +39,8 @@ def sparse_attention_reference(
     out[b,h,t] = sum_j w_j exp(s_j - m) v_j / sum_j w_j exp(s_j - m) over the valid selected slots j,
     with s_j = scale * q·k_j and w_j the importance weight (1 when absent). Returns [B, Hq, Tq, D] in
     query's dtype, and the natural-log log-sum-exp [B, Hq, Tq] (fp32) on request.
+    logits: optional dense scaled q·K [B, Hq, Tq, N] already computed (by an oracle selector); the selected
+    logits are then gathered from it instead of re-reading the selected keys.
     """
     check_attention_inputs(query, keys, values)
     b, hq, tq, d = query.shape
@@ -58,9 +61,12 @@ def sparse_attention_reference(
     head_kv = torch.arange(hq, device=idx.device) // g
     base = (torch.arange(b, device=idx.device).view(b, 1) * hkv + head_kv.view(1, hq)) * n
     rows = (idx + base.view(b, hq, 1, 1)).reshape(-1)
-    k_sel = keys.reshape(b * hkv * n, d).index_select(0, rows).view(b, hq, tq, sel.k, d).float()
     v_sel = values.reshape(b * hkv * n, d).index_select(0, rows).view(b, hq, tq, sel.k, d).float()
-    logits = torch.einsum("bhtd,bhtkd->bhtk", query.float(), k_sel) * scale
+    if logits is not None:
+        logits = torch.gather(logits.float(), -1, idx)
+    else:
+        k_sel = keys.reshape(b * hkv * n, d).index_select(0, rows).view(b, hq, tq, sel.k, d).float()
+        logits = torch.einsum("bhtd,bhtkd->bhtk", query.float(), k_sel) * scale
     valid = sel.valid_mask()
     if sel.weights is not None:
         valid = valid & (sel.weights > 0)

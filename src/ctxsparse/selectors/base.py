@@ -84,6 +84,11 @@ class SelectionContext:
             self._scores = s.masked_fill(~self.visible, NEG_INF)
         return self._scores
 
+    @property
+    def cached_scores(self) -> torch.Tensor | None:
+        """The dense logits if a selector already computed them this call, else None (nothing is computed)."""
+        return self._scores
+
     def probs(self) -> torch.Tensor:
         """Dense softmax attention probabilities, fp32 [B, Hq, Tq, N]."""
         if self._probs is None:
@@ -120,7 +125,7 @@ def topk_selection(scores: torch.Tensor, k: torch.Tensor, allowed: torch.Tensor)
     """
     allowed = allowed.expand_as(scores)
     masked = scores.float().masked_fill(~allowed, NEG_INF)
-    available = allowed.sum(-1)
+    available = allowed.sum(-1, dtype=torch.int64)
     lengths = torch.minimum(k.expand_as(available), available)
     kmax = max(int(lengths.max()) if lengths.numel() else 0, 1)
     kmax = min(kmax, scores.shape[-1])
