@@ -116,3 +116,11 @@ def test_cli_help(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--model" in out and "--tokens" in out and CALIBRATION_ENV in out
+
+
+def test_default_directory_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv(CALIBRATION_ENV, raising=False)
+    monkeypatch.setenv("CTXSPARSE_CACHE", str(tmp_path / "cache"))
+    assert calibration_path("org/Model-1.5B") == tmp_path / "cache" / "calibration" / "org_Model-1.5B.json"
+    monkeypatch.setenv(CALIBRATION_ENV, str(tmp_path / "cal"))
+    assert calibration_path("smollm2-135m") == tmp_path / "cal" / "smollm2-135m.json"

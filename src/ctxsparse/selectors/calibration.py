@@ -38,9 +38,14 @@ __all__ = [
 
 
 def calibration_dir() -> Path:
-    """Where calibrations live: $CTXSPARSE_CALIBRATION_DIR, else ~/.cache/ctxsparse/calibration."""
+    """Where calibrations live: $CTXSPARSE_CALIBRATION_DIR, else <ctxsparse cache>/calibration.
+
+    The ctxsparse cache is $CTXSPARSE_CACHE or ~/.cache/ctxsparse (see ctxsparse.models.cache_dir).
+    """
+    from ctxsparse.models import cache_dir
+
     env = os.environ.get(CALIBRATION_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "ctxsparse" / "calibration"
+    return Path(env).expanduser() if env else cache_dir() / "calibration"
 
 
 def calibration_path(model_key: str) -> Path:
@@ -153,7 +158,8 @@ def load_calibration(model_key: str, path: str | os.PathLike[str] | None = None)
     if not Path(path).is_file():
         raise FileNotFoundError(
             f"No Double Sparsity calibration at {path} for model {model_key!r}: run "
-            f"`ctxsparse calibrate --model {model_key or '<model>'}` (or set {CALIBRATION_ENV})."
+            f"`ctxsparse calibrate --model {model_key or '<model>'}` "
+            f"(or point {CALIBRATION_ENV} at a directory holding one)."
         )
     return Calibration.load(path)
 
