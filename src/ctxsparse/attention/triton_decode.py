@@ -136,8 +136,7 @@ def _split_kernel(
 def _merge_kernel(
     part_m_ptr, part_l_ptr, part_acc_ptr, out_ptr, lse_ptr,
     stride_ob, stride_oh, num_q_heads, num_splits,
-    SPLITS: tl.constexpr, CHUNK: tl.constexpr, HEAD_DIM: tl.constexpr, RETURN_LSE: tl.constexpr,
-    PDL: tl.constexpr,
+    SPLITS: tl.constexpr, HEAD_DIM: tl.constexpr, RETURN_LSE: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     if PDL:  # launched early: wait until the split kernel's partial states are all written
         tl.extra.cuda.gdc_wait()
@@ -145,25 +144,19 @@ def _merge_kernel(
     b = q_row // num_q_heads
     h = q_row % num_q_heads
     offs_s = tl.arange(0, SPLITS)
-    offs_c = tl.arange(0, CHUNK)
     offs_d = tl.arange(0, HEAD_DIM)
-    base = q_row.to(tl.int64) * num_splits
-    m = tl.load(part_m_ptr + base + offs_s, mask=offs_s < num_splits, other=float("-inf"))
-    l_s = tl.load(part_l_ptr + base + offs_s, mask=offs_s < num_splits, other=0.0)
+    s_mask = offs_s < num_splits
+    part = q_row.to(tl.int64) * num_splits + offs_s
+    m = tl.load(part_m_ptr + part, mask=s_mask, other=float("-inf"))
+    l_s = tl.load(part_l_ptr + part, mask=s_mask, other=0.0)
+    acc = tl.load(part_acc_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], mask=s_mask[:, None], other=0.0)
     # M = max_s m_s; split s weighs 2^(m_s - M): L = sum_s 2^(m_s - M) l_s, out = sum_s 2^(m_s - M) acc_s / L
     m_max = tl.max(m, axis=0)
     m_safe = tl.where(m_max == float("-inf"), 0.0, m_max)
-    total = tl.sum(tl.exp2(m - m_safe) * l_s, axis=0)
-    o = tl.zeros([HEAD_DIM], tl.float32)
-    for c0 in range(0, num_splits, CHUNK):  # [CHUNK, D] partial outputs at a time keep registers few
-        splits = c0 + offs_c
-        in_range = splits < num_splits
-        m_c = tl.load(part_m_ptr + base + splits, mask=in_range, other=float("-inf"))
-        acc = tl.load(part_acc_ptr + (base + splits)[:, None] * HEAD_DIM + offs_d[None, :], mask=in_range[:, None],
-                      other=0.0)  # fmt: skip
-        o += tl.sum(acc * tl.exp2(m_c - m_safe)[:, None], axis=0)
+    rescale = tl.exp2(m - m_safe)
+    total = tl.sum(rescale * l_s, axis=0)
     total_safe = tl.where(total > 0, total, 1.0)  # total = 0 only where every acc_s = 0
-    o = o / total_safe
+    o = tl.sum(acc * rescale[:, None], axis=0) / total_safe
     tl.store(out_ptr + b.to(tl.int64) * stride_ob + h * stride_oh + offs_d, o.to(out_ptr.dtype.element_ty))
     if RETURN_LSE:
         lse = tl.where(total > 0, (m_safe + tl.log2(total_safe)) * 0.6931471805599453, float("-inf"))
@@ -183,7 +176,7 @@ class DecodeConfig:
     num_warps: int = 4
     num_stages: int = 3  # 3: the index tile two iterations ahead, the K/V tiles one ahead
     programs_per_sm: int = 8
-    max_splits: int = 128
+    max_splits: int = 64
     pdl: bool = True  # programmatic dependent launch of the merge kernel (used on Hopper and newer)
 
 
@@ -346,7 +339,7 @@ def triton_sparse_decode(
         _merge_kernel[(bsz * num_q_heads,)](
             part_m, part_l, part_acc, out, lse,
             out.stride(0), out.stride(1), num_q_heads, splits,
-            SPLITS=triton.next_power_of_2(splits), CHUNK=16, HEAD_DIM=head_dim, RETURN_LSE=return_lse,
-            PDL=pdl, num_warps=4, **({"launch_pdl": True} if pdl else {}),
+            SPLITS=triton.next_power_of_2(splits), HEAD_DIM=head_dim, RETURN_LSE=return_lse, PDL=pdl,
+            num_warps=4 if head_dim <= 128 else 8, **({"launch_pdl": True} if pdl else {}),
         )  # fmt: skip
     return (out, lse) if return_lse else out
