@@ -3,8 +3,9 @@
 One program per (batch, selection head, split) loads every selected K/V row of its slice once and scores
 it against all query heads that share the selection (a GQA group for kv-head selections), so the bytes
 moved are the selected rows themselves. A second, tiny kernel merges the per-split partial softmax
-states. The split count depends only on shapes, so a call never synchronizes with the host and can be
-captured in a CUDA graph. Validation lives in sparse_decode.py; this module assumes checked inputs.
+states. The split count depends only on shapes and on the compiled kernel's occupancy (read once per
+variant), never on device data, so a call never synchronizes with the host and can be captured in a
+CUDA graph. Validation lives in sparse_decode.py; this module assumes checked inputs.
 """
 
 from __future__ import annotations
@@ -170,7 +171,8 @@ INTERPRETED = isinstance(_split_kernel, InterpretedFunction)
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """Launch shape: selected tokens per tile, warps, pipeline depth, programs to aim for per SM."""
+    """Launch shape: selected tokens per tile, warps, pipeline depth, and split limits (programs_per_sm
+    steers the split count only where the kernel's occupancy cannot be read, as in the interpreter)."""
 
     block_n: int
     num_warps: int = 4
