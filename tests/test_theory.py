@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -190,7 +191,8 @@ def test_measure_model_from_text(tiny_llama):
 
 def test_default_prose_is_deterministic_and_varied():
     a, b = theory.default_prose(40), theory.default_prose(40)
-    assert a == b and len(set(a.split(". "))) > 30
+    sentences = re.split(r'(?<=[.?!"])\s+', a)
+    assert a == b and len(set(sentences)) > 30 and a != theory.default_prose(40, seed=1)
 
 
 # --- the CLI ---------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""A built-in, deterministic calibration text: varied English prose generated from word lists, offline."""
+"""Built-in, deterministic English prose generated from word lists: calibration and theory texts, offline."""
 
 from __future__ import annotations
 

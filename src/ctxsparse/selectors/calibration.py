@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ctxsparse.selectors.calibration_text import builtin_text
+from ctxsparse.prose import builtin_text
 
 CALIBRATION_ENV = "CTXSPARSE_CALIBRATION_DIR"
 FORMAT = "ctxsparse-calibration"
