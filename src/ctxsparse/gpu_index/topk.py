@@ -1,0 +1,209 @@
+"""Exact row-wise top-k for long score rows (k/N from 1/2 to 1/100, N up to 128K), capturable in a CUDA graph.
+
+torch.topk sorts its way to the k-th value; a radix select only counts. Three steps, all on the device:
+  1. count: a 256-bin histogram of each row's coarse bins (keys.coarse_bin). The indexer kernels count
+     while they write their scores, so the pipeline never reads the scores for this step.
+  2. filter (rows x parts programs): each program re-derives its row's threshold bin b* from the
+     histogram; scores above b* are certainly selected and go straight to the output, scores in b* are
+     candidates and go to a side list with their exact keys. Each tile reserves its output slots with one
+     atomic add and places its lanes by prefix sum.
+  3. resolve (one program per row): radix-select the `need = k - above` best candidates on their exact
+     keys, one byte per pass (fp16 keys: the low byte only, the top byte being b*), take ties in list
+     order, then zero the histogram and counters for the next call.
+The result is a set: indices come out in no particular order. Buffers are allocated by plan(); run()
+only launches kernels.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ctxsparse.gpu_index.keys import NUM_BINS, add_counts, check_scores, coarse_bin, ordered_key, threshold_bin
+from ctxsparse.gpu_index.launch import check_device, num_sms, split_rows
+
+COUNT_BLOCK = 2048  # scores per tile in the count and filter kernels
+RESOLVE_BLOCK = 1024  # candidates per tile in the resolve kernel
+
+
+@triton.jit
+def _count_kernel(scores_ptr, hist_ptr, stride_s, length, chunk, BLOCK: tl.constexpr):
+    row = tl.program_id(0)
+    lo = tl.program_id(1) * chunk
+    hi = tl.minimum(lo + chunk, length)
+    hist = tl.zeros([256], tl.int32)
+    for start in range(lo, hi, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        valid = offs < hi
+        x = tl.load(scores_ptr + row.to(tl.int64) * stride_s + offs, mask=valid, other=0.0)
+        hist = add_counts(hist, coarse_bin(x), valid)
+    tl.atomic_add(hist_ptr + row * 256 + tl.arange(0, 256), hist, mask=hist > 0)
+
+
+@triton.jit
+def _filter_kernel(
+    scores_ptr, hist_ptr, count_ptr, out_ptr, cand_key_ptr, cand_idx_ptr,
+    stride_s, stride_o, stride_c, length, chunk, k, BLOCK: tl.constexpr,
+):  # fmt: skip
+    row = tl.program_id(0)
+    lo = tl.program_id(1) * chunk
+    hi = tl.minimum(lo + chunk, length)
+    b_star, _ = threshold_bin(tl.load(hist_ptr + row * 256 + tl.arange(0, 256)), k)
+    row64 = row.to(tl.int64)
+    for start in range(lo, hi, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        valid = offs < hi
+        x = tl.load(scores_ptr + row64 * stride_s + offs, mask=valid, other=0.0)
+        bins = coarse_bin(x)
+        take = (valid & (bins > b_star)).to(tl.int32)
+        cand = (valid & (bins == b_star)).to(tl.int32)
+        # Compaction: one atomic reserves the tile's slots, lane i lands at base + (# taken lanes before i).
+        base = tl.atomic_add(count_ptr + row * 2, tl.sum(take, axis=0))
+        pos = base + tl.cumsum(take, 0) - 1
+        tl.store(out_ptr + row64 * stride_o + pos, offs, mask=(take > 0) & (pos < k))  # pos < k: stale-state guard
+        base = tl.atomic_add(count_ptr + row * 2 + 1, tl.sum(cand, axis=0))
+        pos = base + tl.cumsum(cand, 0) - 1
+        tl.store(cand_key_ptr + row64 * stride_c + pos, ordered_key(x), mask=cand > 0)
+        tl.store(cand_idx_ptr + row64 * stride_c + pos, offs, mask=cand > 0)
+
+
+@triton.jit
+def _resolve_kernel(
+    hist_ptr, count_ptr, out_ptr, cand_key_ptr, cand_idx_ptr, stride_o, stride_c, k,
+    KEY_BITS: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    row = tl.program_id(0)
+    row64 = row.to(tl.int64)
+    above = tl.load(count_ptr + row * 2)
+    n_cand = tl.load(count_ptr + row * 2 + 1)
+    need = k - above  # candidates still to take
+    keys_row = cand_key_ptr + row64 * stride_c
+    # Radix select on the exact keys, top byte first. `target` holds the key bits fixed so far
+    # (key >> (shift + 8) == target for every candidate still in the running).
+    if KEY_BITS == 16:
+        b_star, _ = threshold_bin(tl.load(hist_ptr + row * 256 + tl.arange(0, 256)), k)
+        target = b_star - 128  # every candidate's top byte is b*
+        PASSES: tl.constexpr = 1
+    else:
+        target = above * 0
+        PASSES: tl.constexpr = 4
+    for p in tl.static_range(PASSES):
+        shift: tl.constexpr = 8 * (PASSES - 1 - p)
+        hist = tl.zeros([256], tl.int32)
+        for start in range(0, n_cand, BLOCK):
+            offs = start + tl.arange(0, BLOCK)
+            valid = offs < n_cand
+            key = tl.load(keys_row + offs, mask=valid, other=0)
+            digit = (key >> shift) & 255
+            if KEY_BITS == 32 and p == 0:
+                digit = digit ^ 128  # the signed top byte, made unsigned: bins ascend with the key
+            else:
+                valid = valid & ((key >> (shift + 8)) == target)
+            hist = add_counts(hist, digit, valid)
+        d, above_d = threshold_bin(hist, need)
+        need -= above_d
+        if KEY_BITS == 32 and p == 0:
+            target = d - 128
+        else:
+            target = target * 256 + d
+    # target is now the k-th largest key T: take every candidate above T and the first `need` equal to it.
+    written = above
+    for start in range(0, n_cand, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        valid = offs < n_cand
+        key = tl.load(keys_row + offs, mask=valid, other=0)
+        idx = tl.load(cand_idx_ptr + row64 * stride_c + offs, mask=valid, other=0)
+        eq = (valid & (key == target)).to(tl.int32)
+        take = (valid & (key > target)) | ((eq > 0) & (tl.cumsum(eq, 0) <= need))
+        take = take.to(tl.int32)
+        pos = written + tl.cumsum(take, 0) - 1
+        tl.store(out_ptr + row64 * stride_o + pos, idx, mask=(take > 0) & (pos < k))
+        written += tl.sum(take, axis=0)
+        need -= tl.sum(eq * take, axis=0)
+    # Leave the histogram and counters zeroed for the next call (the indexers add into them).
+    tl.store(hist_ptr + row * 256 + tl.arange(0, 256), tl.zeros([256], tl.int32))
+    tl.store(count_ptr + row * 2 + tl.arange(0, 2), tl.zeros([2], tl.int32))
+
+
+class RowTopK:
+    """Top-k indices of every row of a [rows, length] score matrix: plan() once per shape, run() per call.
+
+    out: int32 [rows, k], the selected column indices of each row in no particular order (a set; ties at
+    the k-th value are broken by position in an internal list). The count step can be fused into the
+    kernel that writes the scores (it then adds into `hist` and calls select() instead of run()).
+    """
+
+    def __init__(self) -> None:
+        self.rows = self.length = self.k = 0
+
+    def plan(self, rows: int, length: int, k: int, dtype: torch.dtype, device: torch.device | str) -> None:
+        """Allocate the output, the histogram, the counters and the candidate lists for this shape."""
+        if rows < 1 or length < 1:
+            raise ValueError(f"RowTopK: rows and length must be positive; got {rows} x {length}.")
+        if not 1 <= k <= length:
+            raise ValueError(f"RowTopK: k must lie in [1, length={length}]; got {k}.")
+        if dtype not in (torch.float32, torch.float16):
+            raise TypeError(f"RowTopK: scores must be float32 or float16; got {dtype}.")
+        device = torch.device(device)
+        self.rows, self.length, self.k, self.dtype, self.device = rows, length, k, dtype, device
+        self.out = torch.empty(rows, k, dtype=torch.int32, device=device)
+        self.hist = torch.zeros(rows, NUM_BINS, dtype=torch.int32, device=device)
+        self.counts = torch.zeros(rows, 2, dtype=torch.int32, device=device)  # (taken above b*, candidates)
+        self.cand_key = torch.empty(rows, length, dtype=torch.int32, device=device)
+        self.cand_idx = torch.empty(rows, length, dtype=torch.int32, device=device)
+        self.parts, self.chunk = split_rows(rows, length, COUNT_BLOCK, num_sms(device))
+
+    def _check(self, scores: torch.Tensor) -> None:
+        if not self.k:
+            raise RuntimeError("RowTopK: call plan() before run().")
+        check_scores("RowTopK", scores)
+        if tuple(scores.shape) != (self.rows, self.length) or scores.dtype != self.dtype:
+            raise ValueError(
+                f"RowTopK: planned for {self.dtype} [{self.rows}, {self.length}]; got {scores.dtype} "
+                f"{tuple(scores.shape)}."
+            )
+        check_device("RowTopK", scores, self.out)
+
+    def reset(self) -> None:
+        """Zero the histogram and counters (after counting without selecting, e.g. when timing a stage)."""
+        self.hist.zero_()
+        self.counts.zero_()
+
+    def count(self, scores: torch.Tensor) -> None:
+        """Step 1 alone: add each row's coarse-bin counts into self.hist."""
+        self._check(scores)
+        _count_kernel[(self.rows, self.parts)](
+            scores, self.hist, scores.stride(0), self.length, self.chunk, BLOCK=COUNT_BLOCK, num_warps=4
+        )
+
+    def select(self, scores: torch.Tensor) -> torch.Tensor:
+        """Steps 2 and 3, given self.hist holds the rows' counts; returns self.out and re-zeroes the counts."""
+        self._check(scores)
+        _filter_kernel[(self.rows, self.parts)](
+            scores, self.hist, self.counts, self.out, self.cand_key, self.cand_idx,
+            scores.stride(0), self.out.stride(0), self.cand_key.stride(0), self.length, self.chunk, self.k,
+            BLOCK=COUNT_BLOCK, num_warps=4,
+        )  # fmt: skip
+        _resolve_kernel[(self.rows,)](
+            self.hist, self.counts, self.out, self.cand_key, self.cand_idx,
+            self.out.stride(0), self.cand_key.stride(0), self.k,
+            KEY_BITS=16 if self.dtype == torch.float16 else 32, BLOCK=RESOLVE_BLOCK, num_warps=8,
+        )  # fmt: skip
+        return self.out
+
+    def run(self, scores: torch.Tensor) -> torch.Tensor:
+        """All three steps: int32 [rows, k] indices of each row's k largest scores (self.out)."""
+        self.count(scores)
+        return self.select(scores)
+
+
+def topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """One-shot top-k: int32 [rows, k] column indices of each row's k largest scores, unordered.
+
+    Plans on every call (allocations); keep a RowTopK for repeated calls or CUDA graphs.
+    """
+    check_scores("topk_indices", scores)
+    topk = RowTopK()
+    topk.plan(scores.shape[0], scores.shape[1], k, scores.dtype, scores.device)
+    return topk.run(scores).clone()
