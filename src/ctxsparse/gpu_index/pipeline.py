@@ -122,8 +122,8 @@ class DoubleSparsityDecode(_IndexedDecode):
             raise ValueError(f"DoubleSparsityDecode: aggregate must be one of {AGGREGATES}; got {aggregate!r}.")
         if not 1 <= k <= context:
             raise ValueError(f"DoubleSparsityDecode: k must lie in [1, context={context}]; got {k}.")
-        if channels.dim() != 2 or channels.shape[0] != num_kv_heads or channels.shape[1] > head_dim:
-            raise ValueError(f"DoubleSparsityDecode: channels must be [Hkv={num_kv_heads}, r <= {head_dim}]; got "
+        if channels.dim() != 2 or channels.shape[0] != num_kv_heads or not 1 <= channels.shape[1] <= head_dim:
+            raise ValueError(f"DoubleSparsityDecode: channels must be [Hkv={num_kv_heads}, 1 <= r <= {head_dim}]; got "
                              f"{tuple(channels.shape)}.")  # fmt: skip
         self._plan(batch, num_q_heads, num_kv_heads, head_dim, context, context, k, dtype, device, scale, score_dtype)
         self.channels = channels.to(device=self.device, dtype=torch.int32).contiguous()
