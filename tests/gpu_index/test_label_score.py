@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from gpu_cases import DEVICE, FULL, coarse_bins, gen, load, rel_err
+from triton_cases import DEVICE, FULL, coarse_bins, gen, load, rel_err
 
 label_score = load("label_score")
 

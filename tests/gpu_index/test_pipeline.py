@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from gpu_cases import CUDA, DEVICE, FULL, gen, load, rel_err
+from triton_cases import CUDA, DEVICE, FULL, gen, load, rel_err
 
 gpu_index = load("")
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from gpu_cases import CUDA, DEVICE, FULL, coarse_bins, gen, load
+from triton_cases import CUDA, DEVICE, FULL, coarse_bins, gen, load
 
 topk = load("topk")
 launch = load("launch")

@@ -11,6 +11,7 @@ import importlib
 
 SUBVERBS: dict[str, str] = {
     "decode": "ctxsparse.bench.decode",
+    "pipeline": "ctxsparse.bench.pipeline",
 }
 
 

@@ -1,4 +1,4 @@
-"""Shared set-up of the GPU indexer tests: Triton's interpreter on CPU-only machines, sizes, references.
+"""Shared set-up of the Triton indexer tests: the interpreter on CPU-only machines, sizes, references.
 
 Without CUDA the kernels run under TRITON_INTERPRET=1 (set here before triton is imported) on tiny
 shapes; with CUDA (or CTXSPARSE_FULL_SIZE=1) the same tests run at full size.
