@@ -128,4 +128,3 @@ def test_registry_names_and_errors(attention_case):
         OracleTopK(granularity="group").select(ctx, ctx.visible_counts())
     with pytest.raises(ValueError, match="p must lie"):
         OracleTopP(p=0)
-
