@@ -121,7 +121,7 @@ def test_split_rows_covers_every_item():
     for rows, length, block in [(8, 131072, 2048), (64, 131072, 2048), (1, 10, 2048), (64, 8192, 32)]:
         parts, chunk = launch.split_rows(rows, length, block, 132)
         assert chunk % block == 0 and (parts - 1) * chunk < length <= parts * chunk
-        assert rows * parts <= max(rows, 4 * 132 * 2)
+        assert rows * parts <= max(rows, 2 * launch.PROGRAMS_PER_SM * 132)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ def _probe():
 
 # True when TRITON_INTERPRET=1 was set before this module was imported: kernels then run on CPU tensors.
 INTERPRETED = isinstance(_probe, InterpretedFunction)
-PROGRAMS_PER_SM = 4  # enough resident programs per SM to keep the memory system busy
+PROGRAMS_PER_SM = 16  # short programs, many per SM: loads in flight, and a short tail when the grid drains
 
 
 @functools.cache

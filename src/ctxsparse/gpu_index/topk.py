@@ -69,6 +69,25 @@ def _filter_kernel(
 
 
 @triton.jit
+def _digit_counts(keys_row, n_cand, target, SHIFT: tl.constexpr, MATCH: tl.constexpr, FLIP: tl.constexpr,
+                  BLOCK: tl.constexpr):  # fmt: skip
+    """Counts [256] of the byte at SHIFT of the candidates' keys; with MATCH, only of keys whose bits above
+    that byte equal `target`; with FLIP, the signed top byte is made unsigned (bins ascend with the key)."""
+    hist = tl.zeros([256], tl.int32)
+    for start in range(0, n_cand, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        valid = offs < n_cand
+        key = tl.load(keys_row + offs, mask=valid, other=0)
+        digit = (key >> SHIFT) & 255
+        if FLIP:
+            digit = digit ^ 128
+        if MATCH:
+            valid = valid & ((key >> (SHIFT + 8)) == target)
+        hist = add_counts(hist, digit, valid)
+    return hist
+
+
+@triton.jit
 def _resolve_kernel(
     hist_ptr, count_ptr, out_ptr, cand_key_ptr, cand_idx_ptr, stride_o, stride_c, k,
     KEY_BITS: tl.constexpr, BLOCK: tl.constexpr,
@@ -79,34 +98,21 @@ def _resolve_kernel(
     n_cand = tl.load(count_ptr + row * 2 + 1)
     need = k - above  # candidates still to take
     keys_row = cand_key_ptr + row64 * stride_c
-    # Radix select on the exact keys, top byte first. `target` holds the key bits fixed so far
-    # (key >> (shift + 8) == target for every candidate still in the running).
+    # Radix select on the exact keys, one byte per pass, top byte first. `target` holds the key bits fixed
+    # so far: (key >> (shift + 8)) == target for every candidate still in the running.
     if KEY_BITS == 16:
         b_star, _ = threshold_bin(tl.load(hist_ptr + row * 256 + tl.arange(0, 256)), k)
-        target = b_star - 128  # every candidate's top byte is b*
-        PASSES: tl.constexpr = 1
+        target = b_star - 128  # every candidate's top byte is b* (as a signed byte)
     else:
-        target = above * 0
-        PASSES: tl.constexpr = 4
-    for p in tl.static_range(PASSES):
-        shift: tl.constexpr = 8 * (PASSES - 1 - p)
-        hist = tl.zeros([256], tl.int32)
-        for start in range(0, n_cand, BLOCK):
-            offs = start + tl.arange(0, BLOCK)
-            valid = offs < n_cand
-            key = tl.load(keys_row + offs, mask=valid, other=0)
-            digit = (key >> shift) & 255
-            if KEY_BITS == 32 and p == 0:
-                digit = digit ^ 128  # the signed top byte, made unsigned: bins ascend with the key
-            else:
-                valid = valid & ((key >> (shift + 8)) == target)
-            hist = add_counts(hist, digit, valid)
+        hist = _digit_counts(keys_row, n_cand, 0, 24, False, True, BLOCK)
         d, above_d = threshold_bin(hist, need)
         need -= above_d
-        if KEY_BITS == 32 and p == 0:
-            target = d - 128
-        else:
-            target = target * 256 + d
+        target = d - 128
+    for p in tl.static_range(KEY_BITS // 8 - 1):
+        hist = _digit_counts(keys_row, n_cand, target, KEY_BITS - 16 - 8 * p, True, False, BLOCK)
+        d, above_d = threshold_bin(hist, need)
+        need -= above_d
+        target = target * 256 + d
     # target is now the k-th largest key T: take every candidate above T and the first `need` equal to it.
     written = above
     for start in range(0, n_cand, BLOCK):
