@@ -1,4 +1,4 @@
-"""Report plots (matplotlib, Agg): accuracy, retention and mass recall against sparsity.
+"""Report plots (matplotlib's Agg canvas): accuracy, retention and mass recall against sparsity.
 
 One PNG per (model, dtype, metric); inside it one panel per (length, task), one line per sparse method,
 and for accuracy the dense result as a dashed horizontal reference with its CI band.
@@ -11,12 +11,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from ctxsparse.study.report_tables import Cell, groups_by_model  # noqa: E402
+from ctxsparse.study.report_tables import Cell, groups_by_model
 
 METRICS = {
     "accuracy": ("accuracy", "accuracy"),
@@ -80,7 +78,10 @@ def plot_metric(cells: Sequence[Cell], metric: str, path: Path, title: str) -> P
     lengths = sorted({n for n, _ in keys})
     tasks = list(dict.fromkeys(t for _, t in sorted(keys, key=lambda k: k[1])))
     rows, cols = len(lengths), len(tasks)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    # Agg canvas on a bare Figure: no pyplot state, and no change to the user's global matplotlib backend.
+    fig = Figure(figsize=(4.2 * cols, 3.4 * rows))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
     for i, n in enumerate(lengths):
         for j, t in enumerate(tasks):
             ax = axes[i][j]
@@ -97,7 +98,6 @@ def plot_metric(cells: Sequence[Cell], metric: str, path: Path, title: str) -> P
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.08 if handles else 0, 1, 0.95))
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -1,0 +1,44 @@
+"""The sparsity study: the grid (plan), a resumable runner, the SQLite results store, the report, and replay.
+
+plan = StudyPlan.build(["smollm2-135m"], ["oracle_topk"], [10, 50], ["niah_single"], [2048], samples=5)
+runner = StudyRunner(plan, TransformersBackend())
+runner.check_names(); runner.open_models()
+with StudyStore.open("results.db") as store:
+    runner.run(store)
+write_report("results.db", "report/")
+"""
+
+from ctxsparse.study.backend import DecodeOutcome, Prefilled, TransformersBackend
+from ctxsparse.study.plan import Config, MethodSpec, StudyPlan, split_methods
+from ctxsparse.study.replay import ReplayResult, ReplayTurn, load_transcript, replay
+from ctxsparse.study.report import Report, write_report
+from ctxsparse.study.report_tables import Cell, aggregate
+from ctxsparse.study.runner import StudyOutcome, StudyRunner
+from ctxsparse.study.stats import Interval, mean_interval, wilson
+from ctxsparse.study.store import ResultRow, StoreError, StudyStore
+
+__all__ = [
+    "Cell",
+    "Config",
+    "DecodeOutcome",
+    "Interval",
+    "MethodSpec",
+    "Prefilled",
+    "ReplayResult",
+    "ReplayTurn",
+    "Report",
+    "ResultRow",
+    "StoreError",
+    "StudyOutcome",
+    "StudyPlan",
+    "StudyRunner",
+    "StudyStore",
+    "TransformersBackend",
+    "aggregate",
+    "load_transcript",
+    "mean_interval",
+    "replay",
+    "split_methods",
+    "wilson",
+    "write_report",
+]
