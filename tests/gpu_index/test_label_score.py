@@ -40,6 +40,7 @@ def make(seed, r, label_dtype, shape=SHAPE):
         (16, torch.bfloat16, torch.float16, "max"),
         (12, torch.float32, torch.float32, "max"),  # r not a power of two
         (8, torch.float16, torch.float16, "sum"),
+        (32, torch.float16, torch.float32, "max"),  # four 8-channel loads per token
     ],
 )
 def test_label_scores_match_torch(r, label_dtype, out_dtype, aggregate):
@@ -89,6 +90,7 @@ def test_bad_input_is_refused():
     cases = [
         (dict(q=q[:, :3]), ValueError, "do not fit"),
         (dict(channels=channels[:, :4]), ValueError, "channels must be"),
+        (dict(channels=channels.repeat(1, 3), labels=labels.repeat(1, 1, 1, 3)), ValueError, "1 to min"),
         (dict(channels=channels.float()), ValueError, "channels must be"),
         (dict(aggregate="mean"), ValueError, "aggregate"),
         (dict(out=torch.empty(2, 2, 40, dtype=torch.bfloat16, device=DEVICE)), ValueError, "out must be"),

@@ -20,6 +20,42 @@ from ctxsparse.gpu_index.launch import check_device, num_sms, split_rows
 
 AGGREGATES = ("sum", "max")
 LABEL_BLOCK = 512  # tokens per tile: 512 x 16 bf16 labels = 16 KB
+MAX_CHANNELS = 32  # label channels are read 8 at a time, in at most 4 loads per token
+
+
+@triton.jit
+def _label_chunk(lab_base, stride_ln, offs_n, n_mask, c: tl.constexpr, R: tl.constexpr):
+    """Labels [BLOCK_N, 8] of channels 8c .. 8c + 7, fp32. Eight bf16 are one 16-byte load, so a token's
+    chunk sits in one thread and the dot below needs no shuffles (a full 16-channel row would span two)."""
+    offs_c = c * 8 + tl.arange(0, 8)
+    mask = n_mask[:, None] & (offs_c < R)[None, :]
+    return tl.load(lab_base + offs_n[:, None] * stride_ln + offs_c[None, :], mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _query_chunk(q_base, stride_qh, chan_ptr, scale, c: tl.constexpr, R: tl.constexpr, G0: tl.constexpr,
+                 GN: tl.constexpr):  # fmt: skip
+    """scale * sum over query heads G0 .. G0 + GN - 1 of q_g[channels 8c .. 8c + 7], fp32 [8]."""
+    offs_c = c * 8 + tl.arange(0, 8)
+    c_mask = offs_c < R
+    chan = tl.load(chan_ptr + offs_c, mask=c_mask, other=0)
+    q = tl.zeros([8], tl.float32)
+    for g in tl.static_range(G0, G0 + GN):
+        q += tl.load(q_base + g * stride_qh + chan, mask=c_mask, other=0.0).to(tl.float32)
+    return q * scale
+
+
+@triton.jit
+def _dot(l0, l1, l2, l3, q0, q1, q2, q3, R: tl.constexpr):
+    """sum_c q_c label_c of each token, over the chunks that R says exist."""
+    s = tl.sum(l0 * q0[None, :], axis=1)
+    if R > 8:
+        s += tl.sum(l1 * q1[None, :], axis=1)
+    if R > 16:
+        s += tl.sum(l2 * q2[None, :], axis=1)
+    if R > 24:
+        s += tl.sum(l3 * q3[None, :], axis=1)
+    return s
 
 
 @triton.jit
@@ -27,41 +63,59 @@ def _label_score_kernel(
     q_ptr, lab_ptr, chan_ptr, score_ptr, hist_ptr,
     stride_qb, stride_qh, stride_lb, stride_lh, stride_ln, stride_ch, stride_s,
     num_kv_heads, length, chunk, scale,
-    GROUP: tl.constexpr, R: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
-    AGG_MAX: tl.constexpr, COUNT: tl.constexpr,
+    GROUP: tl.constexpr, R: tl.constexpr, BLOCK_N: tl.constexpr, AGG_MAX: tl.constexpr, COUNT: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0)  # b * Hkv + kv head
     lo = tl.program_id(1) * chunk
     hi = tl.minimum(lo + chunk, length)
     b = (row // num_kv_heads).to(tl.int64)
     h = row % num_kv_heads
-    offs_r = tl.arange(0, BLOCK_R)
-    r_mask = offs_r < R
-    chan = tl.load(chan_ptr + h * stride_ch + offs_r, mask=r_mask, other=0)
+    chan_row = chan_ptr + h * stride_ch
     q_base = q_ptr + b * stride_qb + (h * GROUP) * stride_qh
-    # sum_g sum_c q_g[ch_c] l_c = sum_c (sum_g q_g[ch_c]) l_c: the group's summed query, scaled once
-    q_sum = tl.zeros([BLOCK_R], tl.float32)
-    for g in tl.static_range(GROUP):
-        q_sum += tl.load(q_base + g * stride_qh + chan, mask=r_mask, other=0.0).to(tl.float32)
-    q_sum = q_sum * scale
     lab_base = lab_ptr + b * stride_lb + h * stride_lh
     score_row = score_ptr + row.to(tl.int64) * stride_s
+    # sum_g q_g . l = (sum_g q_g) . l: the group's summed query, chunk by chunk, loaded once
+    q0 = _query_chunk(q_base, stride_qh, chan_row, scale, 0, R, 0, GROUP)
+    q1 = q0
+    q2 = q0
+    q3 = q0
+    if R > 8:
+        q1 = _query_chunk(q_base, stride_qh, chan_row, scale, 1, R, 0, GROUP)
+    if R > 16:
+        q2 = _query_chunk(q_base, stride_qh, chan_row, scale, 2, R, 0, GROUP)
+    if R > 24:
+        q3 = _query_chunk(q_base, stride_qh, chan_row, scale, 3, R, 0, GROUP)
     hist = tl.zeros([256], tl.int32)
     for start in range(lo, hi, BLOCK_N):
         offs_n = start + tl.arange(0, BLOCK_N)
         n_mask = offs_n < hi
-        lab = tl.load(
-            lab_base + offs_n[:, None] * stride_ln + offs_r[None, :],
-            mask=n_mask[:, None] & r_mask[None, :],
-            other=0.0,
-        ).to(tl.float32)
-        if AGG_MAX:
+        l0 = _label_chunk(lab_base, stride_ln, offs_n, n_mask, 0, R)
+        # chunks past R stay placeholders (l0), never read
+        l1 = l0
+        l2 = l0
+        l3 = l0
+        if R > 8:
+            l1 = _label_chunk(lab_base, stride_ln, offs_n, n_mask, 1, R)
+        if R > 16:
+            l2 = _label_chunk(lab_base, stride_ln, offs_n, n_mask, 2, R)
+        if R > 24:
+            l3 = _label_chunk(lab_base, stride_ln, offs_n, n_mask, 3, R)
+        if AGG_MAX:  # max_g of each head's approximate logit (the head's query chunks come from cache)
             s = tl.full([BLOCK_N], float("-inf"), tl.float32)
             for g in tl.static_range(GROUP):
-                q_g = tl.load(q_base + g * stride_qh + chan, mask=r_mask, other=0.0).to(tl.float32) * scale
-                s = tl.maximum(s, tl.sum(lab * q_g[None, :], axis=1))
+                g0 = _query_chunk(q_base, stride_qh, chan_row, scale, 0, R, g, 1)
+                g1 = g0
+                g2 = g0
+                g3 = g0
+                if R > 8:
+                    g1 = _query_chunk(q_base, stride_qh, chan_row, scale, 1, R, g, 1)
+                if R > 16:
+                    g2 = _query_chunk(q_base, stride_qh, chan_row, scale, 2, R, g, 1)
+                if R > 24:
+                    g3 = _query_chunk(q_base, stride_qh, chan_row, scale, 3, R, g, 1)
+                s = tl.maximum(s, _dot(l0, l1, l2, l3, g0, g1, g2, g3, R))
         else:
-            s = tl.sum(lab * q_sum[None, :], axis=1)
+            s = _dot(l0, l1, l2, l3, q0, q1, q2, q3, R)
         s = s.to(score_ptr.dtype.element_ty)
         tl.store(score_row + offs_n, s, mask=n_mask)
         if COUNT:
@@ -83,8 +137,9 @@ def check_labels(q: torch.Tensor, labels: torch.Tensor, channels: torch.Tensor) 
     if tuple(channels.shape) != (hkv, r) or channels.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"label_scores: channels must be int [Hkv={hkv}, r={r}]; got {channels.dtype} "
                          f"{tuple(channels.shape)}.")  # fmt: skip
-    if r > d:
-        raise ValueError(f"label_scores: r = {r} label channels exceed head_dim {d}.")
+    if not 1 <= r <= min(d, MAX_CHANNELS):
+        raise ValueError(f"label_scores: r = {r} label channels; the kernel takes 1 to min(head_dim, "
+                         f"{MAX_CHANNELS}) = {min(d, MAX_CHANNELS)}.")  # fmt: skip
     if not (q.is_floating_point() and labels.is_floating_point()):
         raise TypeError(f"label_scores: q and labels must be floating point; got {q.dtype}, {labels.dtype}.")
     if q.stride(-1) != 1 or labels.stride(-1) != 1 or not channels.is_contiguous():
@@ -102,8 +157,8 @@ def launch_label_scores(q, labels, channels, out, hist, scale: float, aggregate:
         q, labels, channels, out, out if hist is None else hist,
         q.stride(0), q.stride(1), labels.stride(0), labels.stride(1), labels.stride(2), channels.stride(0),
         out.stride(0), hkv, n, chunk, scale,
-        GROUP=hq // hkv, R=r, BLOCK_R=max(2, triton.next_power_of_2(r)), BLOCK_N=LABEL_BLOCK,
-        AGG_MAX=aggregate == "max", COUNT=hist is not None, num_warps=4,
+        GROUP=hq // hkv, R=r, BLOCK_N=LABEL_BLOCK, AGG_MAX=aggregate == "max", COUNT=hist is not None,
+        num_warps=4,
     )  # fmt: skip
 
 

@@ -5,8 +5,8 @@ torch.topk sorts its way to the k-th value; a radix select only counts. Three st
      while they write their scores, so the pipeline never reads the scores for this step.
   2. filter (rows x parts programs): each program re-derives its row's threshold bin b* from the
      histogram; scores above b* are certainly selected and go straight to the output, scores in b* are
-     candidates and go to a side list with their exact keys. Each tile reserves its output slots with one
-     atomic add and places its lanes by prefix sum.
+     candidates and go to a side list (values and indices). Each tile reserves its slots in both lists
+     with one 64-bit atomic add and places its items by one packed prefix sum.
   3. resolve (one program per row): radix-select the `need = k - above` best candidates on their exact
      keys, one byte per pass (fp16 keys: the low byte only, the top byte being b*), take ties in list
      order, then zero the histogram and counters for the next call.
@@ -43,7 +43,7 @@ def _count_kernel(scores_ptr, hist_ptr, stride_s, length, chunk, BLOCK: tl.const
 
 @triton.jit
 def _filter_kernel(
-    scores_ptr, hist_ptr, count_ptr, out_ptr, cand_key_ptr, cand_idx_ptr,
+    scores_ptr, hist_ptr, count_ptr, out_ptr, cand_val_ptr, cand_idx_ptr,
     stride_s, stride_o, stride_c, length, chunk, k, BLOCK: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0)
@@ -51,33 +51,39 @@ def _filter_kernel(
     hi = tl.minimum(lo + chunk, length)
     b_star, _ = threshold_bin(tl.load(hist_ptr + row * 256 + tl.arange(0, 256)), k)
     row64 = row.to(tl.int64)
+    ROWS: tl.constexpr = BLOCK // 8
     for start in range(lo, hi, BLOCK):
-        offs = start + tl.arange(0, BLOCK)
+        # the tile as [BLOCK / 8, 8]: prefix sums run along the 8 items a thread holds, then over the rows
+        offs = start + tl.arange(0, ROWS)[:, None] * 8 + tl.arange(0, 8)[None, :]
         valid = offs < hi
         x = tl.load(scores_ptr + row64 * stride_s + offs, mask=valid, other=0.0)
         bins = coarse_bin(x)
-        take = (valid & (bins > b_star)).to(tl.int32)
-        cand = (valid & (bins == b_star)).to(tl.int32)
-        # Compaction: one atomic reserves the tile's slots, lane i lands at base + (# taken lanes before i).
-        base = tl.atomic_add(count_ptr + row * 2, tl.sum(take, axis=0))
-        pos = base + tl.cumsum(take, 0) - 1
-        tl.store(out_ptr + row64 * stride_o + pos, offs, mask=(take > 0) & (pos < k))  # pos < k: stale-state guard
-        base = tl.atomic_add(count_ptr + row * 2 + 1, tl.sum(cand, axis=0))
-        pos = base + tl.cumsum(cand, 0) - 1
-        tl.store(cand_key_ptr + row64 * stride_c + pos, ordered_key(x), mask=cand > 0)
-        tl.store(cand_idx_ptr + row64 * stride_c + pos, offs, mask=cand > 0)
+        take = valid & (bins > b_star)
+        cand = valid & (bins == b_star)
+        # One prefix sum for both lists: take counts in the low 16 bits, candidates in the high 16.
+        packed = take.to(tl.int32) + (cand.to(tl.int32) << 16)
+        row_sums = tl.sum(packed, axis=1)
+        incl = tl.cumsum(packed, 1) + (tl.cumsum(row_sums, 0) - row_sums)[:, None]
+        total = tl.sum(row_sums, axis=0)
+        # One 64-bit atomic reserves the tile's slots in both lists: (taken, candidates) as (low, high) words.
+        base = tl.atomic_add(count_ptr + row, (total & 0xFFFF).to(tl.int64) + ((total >> 16).to(tl.int64) << 32))
+        pos = base.to(tl.int32) + (incl & 0xFFFF) - 1  # base.to(int32): the low word
+        tl.store(out_ptr + row64 * stride_o + pos, offs, mask=take & (pos < k))  # pos < k: stale-state guard
+        pos = (base >> 32).to(tl.int32) + (incl >> 16) - 1
+        tl.store(cand_val_ptr + row64 * stride_c + pos, x, mask=cand)  # keys are made in resolve
+        tl.store(cand_idx_ptr + row64 * stride_c + pos, offs, mask=cand)
 
 
 @triton.jit
-def _digit_counts(keys_row, n_cand, target, SHIFT: tl.constexpr, MATCH: tl.constexpr, FLIP: tl.constexpr,
+def _digit_counts(vals_row, n_cand, target, SHIFT: tl.constexpr, MATCH: tl.constexpr, FLIP: tl.constexpr,
                   BLOCK: tl.constexpr):  # fmt: skip
-    """Counts [256] of the byte at SHIFT of the candidates' keys; with MATCH, only of keys whose bits above
+    """Counts [256] of the byte at SHIFT of the candidates' exact keys; with MATCH, only of keys whose bits above
     that byte equal `target`; with FLIP, the signed top byte is made unsigned (bins ascend with the key)."""
     hist = tl.zeros([256], tl.int32)
     for start in range(0, n_cand, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         valid = offs < n_cand
-        key = tl.load(keys_row + offs, mask=valid, other=0)
+        key = ordered_key(tl.load(vals_row + offs, mask=valid, other=0.0))
         digit = (key >> SHIFT) & 255
         if FLIP:
             digit = digit ^ 128
@@ -89,27 +95,28 @@ def _digit_counts(keys_row, n_cand, target, SHIFT: tl.constexpr, MATCH: tl.const
 
 @triton.jit
 def _resolve_kernel(
-    hist_ptr, count_ptr, out_ptr, cand_key_ptr, cand_idx_ptr, stride_o, stride_c, k,
+    hist_ptr, count_ptr, out_ptr, cand_val_ptr, cand_idx_ptr, stride_o, stride_c, k,
     KEY_BITS: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0)
     row64 = row.to(tl.int64)
-    above = tl.load(count_ptr + row * 2)
-    n_cand = tl.load(count_ptr + row * 2 + 1)
+    counts = tl.load(count_ptr + row)
+    above = counts.to(tl.int32)  # the low word
+    n_cand = (counts >> 32).to(tl.int32)
     need = k - above  # candidates still to take
-    keys_row = cand_key_ptr + row64 * stride_c
+    vals_row = cand_val_ptr + row64 * stride_c
     # Radix select on the exact keys, one byte per pass, top byte first. `target` holds the key bits fixed
     # so far: (key >> (shift + 8)) == target for every candidate still in the running.
     if KEY_BITS == 16:
         b_star, _ = threshold_bin(tl.load(hist_ptr + row * 256 + tl.arange(0, 256)), k)
         target = b_star - 128  # every candidate's top byte is b* (as a signed byte)
     else:
-        hist = _digit_counts(keys_row, n_cand, 0, 24, False, True, BLOCK)
+        hist = _digit_counts(vals_row, n_cand, 0, 24, False, True, BLOCK)
         d, above_d = threshold_bin(hist, need)
         need -= above_d
         target = d - 128
     for p in tl.static_range(KEY_BITS // 8 - 1):
-        hist = _digit_counts(keys_row, n_cand, target, KEY_BITS - 16 - 8 * p, True, False, BLOCK)
+        hist = _digit_counts(vals_row, n_cand, target, KEY_BITS - 16 - 8 * p, True, False, BLOCK)
         d, above_d = threshold_bin(hist, need)
         need -= above_d
         target = target * 256 + d
@@ -118,7 +125,7 @@ def _resolve_kernel(
     for start in range(0, n_cand, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         valid = offs < n_cand
-        key = tl.load(keys_row + offs, mask=valid, other=0)
+        key = ordered_key(tl.load(vals_row + offs, mask=valid, other=0.0))
         idx = tl.load(cand_idx_ptr + row64 * stride_c + offs, mask=valid, other=0)
         eq = (valid & (key == target)).to(tl.int32)
         take = (valid & (key > target)) | ((eq > 0) & (tl.cumsum(eq, 0) <= need))
@@ -129,7 +136,7 @@ def _resolve_kernel(
         need -= tl.sum(eq * take, axis=0)
     # Leave the histogram and counters zeroed for the next call (the indexers add into them).
     tl.store(hist_ptr + row * 256 + tl.arange(0, 256), tl.zeros([256], tl.int32))
-    tl.store(count_ptr + row * 2 + tl.arange(0, 2), tl.zeros([2], tl.int32))
+    tl.store(count_ptr + row, counts * 0)
 
 
 class RowTopK:
@@ -155,8 +162,9 @@ class RowTopK:
         self.rows, self.length, self.k, self.dtype, self.device = rows, length, k, dtype, device
         self.out = torch.empty(rows, k, dtype=torch.int32, device=device)
         self.hist = torch.zeros(rows, NUM_BINS, dtype=torch.int32, device=device)
-        self.counts = torch.zeros(rows, 2, dtype=torch.int32, device=device)  # (taken above b*, candidates)
-        self.cand_key = torch.empty(rows, length, dtype=torch.int32, device=device)
+        # per row, packed in one int64: (taken above b*) + (candidates << 32)
+        self.counts = torch.zeros(rows, dtype=torch.int64, device=device)
+        self.cand_val = torch.empty(rows, length, dtype=dtype, device=device)
         self.cand_idx = torch.empty(rows, length, dtype=torch.int32, device=device)
         self.parts, self.chunk = split_rows(rows, length, COUNT_BLOCK, num_sms(device))
 
@@ -187,13 +195,13 @@ class RowTopK:
         """Steps 2 and 3, given self.hist holds the rows' counts; returns self.out and re-zeroes the counts."""
         self._check(scores)
         _filter_kernel[(self.rows, self.parts)](
-            scores, self.hist, self.counts, self.out, self.cand_key, self.cand_idx,
-            scores.stride(0), self.out.stride(0), self.cand_key.stride(0), self.length, self.chunk, self.k,
+            scores, self.hist, self.counts, self.out, self.cand_val, self.cand_idx,
+            scores.stride(0), self.out.stride(0), self.cand_val.stride(0), self.length, self.chunk, self.k,
             BLOCK=COUNT_BLOCK, num_warps=4,
         )  # fmt: skip
         _resolve_kernel[(self.rows,)](
-            self.hist, self.counts, self.out, self.cand_key, self.cand_idx,
-            self.out.stride(0), self.cand_key.stride(0), self.k,
+            self.hist, self.counts, self.out, self.cand_val, self.cand_idx,
+            self.out.stride(0), self.cand_val.stride(0), self.k,
             KEY_BITS=16 if self.dtype == torch.float16 else 32, BLOCK=RESOLVE_BLOCK, num_warps=8,
         )  # fmt: skip
         return self.out
