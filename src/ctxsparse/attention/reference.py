@@ -32,6 +32,7 @@ def sparse_attention_reference(
     scale: float | None = None,
     return_lse: bool = False,
     logits: torch.Tensor | None = None,
+    check_indices: bool = True,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Attention of each query row over only its selected positions.
 
@@ -41,6 +42,7 @@ def sparse_attention_reference(
     query's dtype, and the natural-log log-sum-exp [B, Hq, Tq] (fp32) on request.
     logits: optional dense scaled q·K [B, Hq, Tq, N] already computed (by an oracle selector); the selected
     logits are then gathered from it instead of re-reading the selected keys.
+    check_indices=False skips the range check (two host syncs) for selections made by ctxsparse's selectors.
     """
     check_attention_inputs(query, keys, values)
     b, hq, tq, d = query.shape
@@ -53,7 +55,7 @@ def sparse_attention_reference(
             f"with {hkv} kv heads."
         )
     idx = sel.indices.to(torch.int64)
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
+    if check_indices and idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
         raise IndexError(f"Selection indices must lie in [0, {n}); got range [{int(idx.min())}, {int(idx.max())}].")
     g = hq // hkv
     # Row of each selected token in the caches viewed as [B*Hkv*N, D]; query head h reads kv head h // g,
@@ -67,14 +69,19 @@ def sparse_attention_reference(
     else:
         k_sel = keys.reshape(b * hkv * n, d).index_select(0, rows).view(b, hq, tq, sel.k, d).float()
         logits = torch.einsum("bhtd,bhtkd->bhtk", query.float(), k_sel) * scale
-    valid = sel.valid_mask()
-    if sel.weights is not None:
-        valid = valid & (sel.weights > 0)
-        logits = logits + torch.log(sel.weights.float().clamp_min(1e-38))
-    logits = logits.masked_fill(~valid, float("-inf"))
-    lse = torch.logsumexp(logits, dim=-1)
-    probs = torch.exp(logits - lse.unsqueeze(-1)).nan_to_num(0.0)
-    out = torch.einsum("bhtk,bhtkd->bhtd", probs, v_sel).to(query.dtype)
+    if sel.lengths is not None or sel.weights is not None:
+        valid = sel.valid_mask()
+        if sel.weights is not None:
+            # w e^s = e^(s + log w): weights enter numerator and denominator alike.
+            valid = valid & (sel.weights > 0)
+            logits = logits + torch.log(sel.weights.float().clamp_min(1e-38))
+        logits = logits.masked_fill(~valid, float("-inf"))
+    if return_lse:
+        lse = torch.logsumexp(logits, dim=-1)
+        probs = torch.exp(logits - lse.unsqueeze(-1)).nan_to_num(0.0)
+    else:
+        probs = torch.softmax(logits, dim=-1).nan_to_num_(0.0)  # an empty row gives zeros, not NaN
+    out = torch.matmul(probs.unsqueeze(-2), v_sel).squeeze(-2).to(query.dtype)
     return (out, lse) if return_lse else out
 
 

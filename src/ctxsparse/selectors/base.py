@@ -79,8 +79,8 @@ class SelectionContext:
         if self._scores is None:
             # Fold the GQA group into the query rows so K is read once per kv head, never copied per query head.
             b, hq, t, d = self.query.shape
-            q = self.query.float().reshape(b, self.num_kv_heads, self.group_size * t, d)
-            s = torch.matmul(q, self.keys.float().transpose(-1, -2)).view(b, hq, t, -1) * self.scale
+            q = (self.query.float() * self.scale).reshape(b, self.num_kv_heads, self.group_size * t, d)
+            s = torch.matmul(q, self.keys.float().transpose(-1, -2)).view(b, hq, t, -1)
             self._scores = s.masked_fill(~self.visible, NEG_INF)
         return self._scores
 
@@ -117,19 +117,27 @@ class SelectionContext:
         return agg.masked_fill(~self.visible, NEG_INF)
 
 
-def topk_selection(scores: torch.Tensor, k: torch.Tensor, allowed: torch.Tensor) -> Selection:
+def topk_selection(
+    scores: torch.Tensor,
+    k: torch.Tensor,
+    allowed: torch.Tensor | None,
+    available: torch.Tensor | None = None,
+) -> Selection:
     """Pick the k highest-scoring allowed positions per row.
 
     scores: [B, H, Tq, N]; k: int [B, 1 or H, Tq] tokens wanted per row; allowed: bool broadcastable to
-    scores. Rows get min(k, allowed count) tokens; disallowed positions are never selected.
+    scores. Rows get min(k, allowed count) tokens; disallowed positions are never selected. Fast path:
+    allowed=None when scores are already -inf wherever disallowed, with `available` the allowed count per row.
     """
-    allowed = allowed.expand_as(scores)
-    masked = scores.float().masked_fill(~allowed, NEG_INF)
-    available = allowed.sum(-1, dtype=torch.int64)
-    lengths = torch.minimum(k.expand_as(available), available)
-    kmax = max(int(lengths.max()) if lengths.numel() else 0, 1)
-    kmax = min(kmax, scores.shape[-1])
-    idx = torch.topk(masked, kmax, dim=-1, sorted=True).indices
+    if allowed is not None:
+        allowed = allowed.expand_as(scores)
+        scores = scores.float().masked_fill(~allowed, NEG_INF)
+        available = allowed.sum(-1, dtype=torch.int64)
+    elif available is None:
+        raise ValueError("topk_selection needs `available` counts when `allowed` is None.")
+    lengths = torch.minimum(k, available).expand(scores.shape[:3])
+    kmax = min(max(int(lengths.max()) if lengths.numel() else 0, 1), scores.shape[-1])
+    idx = torch.topk(scores, kmax, dim=-1, sorted=True).indices  # sorted: a ragged row keeps its best
     return Selection(idx.to(torch.int32), lengths.to(torch.int32))
 
 

@@ -23,4 +23,6 @@ class OracleTopK(Selector):
 
     def select(self, ctx: SelectionContext, k: torch.Tensor, exclude: torch.Tensor | None = None) -> Selection:
         scores = ctx.oracle_scores(self.granularity, self.aggregate)
+        if exclude is None:  # the scores are already -inf wherever invisible
+            return topk_selection(scores, k, None, ctx.visible_counts())
         return topk_selection(scores, k, self.allowed(ctx, exclude))
