@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # On a CUDA machine from the repository root: the indexer pipeline's GPU tests at full size, then
-# `ctxsparse bench pipeline` (extra arguments go to it). FlashInfer comes from the wheels folder (make
-# gpu-wheels); its kernels are compiled in the background while the tests run. Logs and JSON go to $OUT.
-#   benchmarks/run_pipeline_gpu.sh [tests] [bench] [-- bench arguments]
+# `ctxsparse bench pipeline` (extra arguments go to it), and on request the launch-setting sweep.
+# FlashInfer comes from the wheels folder (make gpu-wheels); its kernels are compiled in the background
+# while the tests run. Logs and JSON go to $OUT.
+#   benchmarks/run_pipeline_gpu.sh [tests] [bench] [sweep] [-- bench arguments]
 set -uo pipefail
 OUT=${OUT:-out}
 WHEELS=${WHEELS:-gpu-wheels}
@@ -42,6 +43,7 @@ for step in "${steps[@]}"; do
            python3 -m ctxsparse.cli.main bench pipeline --output-dir benchmarks/results "$@" 2>&1 \
              | tee "$OUT/pipeline-bench.log"
            cp benchmarks/results/pipeline-*.json "$OUT"/ ;;
+    sweep) python3 benchmarks/sweep_indexers.py --json "$OUT/sweep-indexers.json" 2>&1 | tee "$OUT/sweep-indexers.log" ;;
     *) echo "unknown step $step" ;;
   esac
 done

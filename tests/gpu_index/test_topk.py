@@ -96,6 +96,7 @@ def test_plan_once_run_many_leaves_clean_state():
         assert out.data_ptr() == runner.out.data_ptr()
         assert_same_set(out, scores, 45)
         assert int(runner.hist.abs().sum()) == 0 and int(runner.counts.abs().sum()) == 0
+        assert int(runner.digits.abs().sum()) == 0
 
 
 def test_count_step_is_a_histogram_of_coarse_bins():

@@ -21,6 +21,8 @@ from ctxsparse.gpu_index.launch import check_device, num_sms, split_rows
 AGGREGATES = ("sum", "max")
 LABEL_BLOCK = 512  # tokens per tile: 512 x 16 bf16 labels = 16 KB
 MAX_CHANNELS = 32  # label channels are read 8 at a time, in at most 4 loads per token
+STAGES = 3  # tiles in flight per program (tl.range software pipelining)
+PER_SM = 8  # programs to aim for per SM
 
 
 @triton.jit
@@ -64,6 +66,7 @@ def _label_score_kernel(
     stride_qb, stride_qh, stride_lb, stride_lh, stride_ln, stride_ch, stride_s,
     num_kv_heads, length, chunk, scale,
     GROUP: tl.constexpr, R: tl.constexpr, BLOCK_N: tl.constexpr, AGG_MAX: tl.constexpr, COUNT: tl.constexpr,
+    STAGES: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0)  # b * Hkv + kv head
     lo = tl.program_id(1) * chunk
@@ -86,7 +89,7 @@ def _label_score_kernel(
     if R > 24:
         q3 = _query_chunk(q_base, stride_qh, chan_row, scale, 3, R, 0, GROUP)
     hist = tl.zeros([256], tl.int32)
-    for start in range(lo, hi, BLOCK_N):
+    for start in tl.range(lo, hi, BLOCK_N, num_stages=STAGES):
         offs_n = start + tl.arange(0, BLOCK_N)
         n_mask = offs_n < hi
         l0 = _label_chunk(lab_base, stride_ln, offs_n, n_mask, 0, R)
@@ -121,7 +124,7 @@ def _label_score_kernel(
         if COUNT:
             hist = add_counts(hist, coarse_bin(s), n_mask)
     if COUNT:
-        tl.atomic_add(hist_ptr + row * 256 + tl.arange(0, 256), hist, mask=hist > 0)
+        tl.atomic_add(hist_ptr + row * 256 + tl.arange(0, 256), hist, mask=hist > 0, sem="relaxed")
 
 
 def check_labels(q: torch.Tensor, labels: torch.Tensor, channels: torch.Tensor) -> tuple[int, int, int]:
@@ -152,13 +155,13 @@ def launch_label_scores(q, labels, channels, out, hist, scale: float, aggregate:
     bsz, hq, _ = q.shape
     hkv, n, r = labels.shape[1], labels.shape[2], labels.shape[3]
     rows = bsz * hkv
-    parts, chunk = split_rows(rows, n, LABEL_BLOCK, num_sms(q.device))
+    parts, chunk = split_rows(rows, n, LABEL_BLOCK, num_sms(q.device), PER_SM)
     _label_score_kernel[(rows, parts)](
         q, labels, channels, out, out if hist is None else hist,
         q.stride(0), q.stride(1), labels.stride(0), labels.stride(1), labels.stride(2), channels.stride(0),
         out.stride(0), hkv, n, chunk, scale,
         GROUP=hq // hkv, R=r, BLOCK_N=LABEL_BLOCK, AGG_MAX=aggregate == "max", COUNT=hist is not None,
-        num_warps=4,
+        STAGES=STAGES, num_warps=4,
     )  # fmt: skip
 
 

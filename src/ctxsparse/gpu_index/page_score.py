@@ -23,6 +23,8 @@ from ctxsparse.gpu_index.launch import check_device, num_sms, split_rows
 
 AGGREGATES = ("sum", "max")
 PAGE_BLOCK = 32  # pages per tile: 32 x 128 bf16 bounds, min and max = 16 KB
+STAGES = 3  # tiles in flight per program (tl.range software pipelining)
+PER_SM = 8  # programs to aim for per SM
 
 
 @triton.jit
@@ -31,7 +33,7 @@ def _page_score_kernel(
     stride_qb, stride_qh, stride_mb, stride_mh, stride_mp, stride_xb, stride_xh, stride_xp, stride_s,
     num_kv_heads, num_pages, chunk, scale,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_P: tl.constexpr,
-    AGG_MAX: tl.constexpr, COUNT: tl.constexpr,
+    AGG_MAX: tl.constexpr, COUNT: tl.constexpr, STAGES: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0)  # b * Hkv + kv head
     lo = tl.program_id(1) * chunk
@@ -52,7 +54,7 @@ def _page_score_kernel(
     max_base = max_ptr + b * stride_xb + h * stride_xh
     score_row = score_ptr + row.to(tl.int64) * stride_s
     hist = tl.zeros([256], tl.int32)
-    for start in range(lo, hi, BLOCK_P):
+    for start in tl.range(lo, hi, BLOCK_P, num_stages=STAGES):
         offs_p = start + tl.arange(0, BLOCK_P)
         p_mask = offs_p < hi
         tile_mask = p_mask[:, None] & d_mask[None, :]
@@ -73,7 +75,7 @@ def _page_score_kernel(
         if COUNT:
             hist = add_counts(hist, coarse_bin(s), p_mask)
     if COUNT:
-        tl.atomic_add(hist_ptr + row * 256 + tl.arange(0, 256), hist, mask=hist > 0)
+        tl.atomic_add(hist_ptr + row * 256 + tl.arange(0, 256), hist, mask=hist > 0, sem="relaxed")
 
 
 def check_bounds(q: torch.Tensor, page_min: torch.Tensor, page_max: torch.Tensor) -> tuple[int, int, int]:
@@ -98,13 +100,13 @@ def launch_page_scores(q, page_min, page_max, out, hist, scale: float, aggregate
     bsz, hq, d = q.shape
     hkv, pages = page_min.shape[1], page_min.shape[2]
     rows = bsz * hkv
-    parts, chunk = split_rows(rows, pages, PAGE_BLOCK, num_sms(q.device))
+    parts, chunk = split_rows(rows, pages, PAGE_BLOCK, num_sms(q.device), PER_SM)
     _page_score_kernel[(rows, parts)](
         q, page_min, page_max, out, out if hist is None else hist,
         q.stride(0), q.stride(1), *page_min.stride()[:3], *page_max.stride()[:3], out.stride(0),
         hkv, pages, chunk, scale,
         GROUP=hq // hkv, HEAD_DIM=d, BLOCK_D=triton.next_power_of_2(d), BLOCK_P=PAGE_BLOCK,
-        AGG_MAX=aggregate == "max", COUNT=hist is not None, num_warps=4,
+        AGG_MAX=aggregate == "max", COUNT=hist is not None, STAGES=STAGES, num_warps=4,
     )  # fmt: skip
 
 

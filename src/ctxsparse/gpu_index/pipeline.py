@@ -54,6 +54,8 @@ class _IndexedDecode:
             raise ValueError(f"{name}: sizes must be positive and query heads a multiple of kv heads; got B={batch}, "
                              f"Hq={num_q_heads}, Hkv={num_kv_heads}, D={head_dim}, N={context}.")  # fmt: skip
         device = torch.device(device)
+        if device.type == "cuda" and device.index is None:  # "cuda" names the current device, as tensors say
+            device = torch.device("cuda", torch.cuda.current_device())
         if device.type != "cuda" and not INTERPRETED:
             raise ValueError(f"{name}: the pipeline runs on CUDA devices (or under TRITON_INTERPRET=1); got {device}.")
         self.batch, self.num_q_heads, self.num_kv_heads, self.head_dim = batch, num_q_heads, num_kv_heads, head_dim

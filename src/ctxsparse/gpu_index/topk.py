@@ -8,8 +8,8 @@ torch.topk sorts its way to the k-th value; a radix select only counts. Three st
      candidates and go to a side list (values and indices). Each tile reserves its slots in both lists
      with one 64-bit atomic add and places its items by one packed prefix sum.
   3. resolve (one program per row): radix-select the `need = k - above` best candidates on their exact
-     keys, one byte per pass (fp16 keys: the low byte only, the top byte being b*), take ties in list
-     order, then zero the histogram and counters for the next call.
+     keys, one byte per pass (the filter counts the first byte as it lists them; fp16 keys need no other
+     pass, their top byte being b*), take ties in list order, then zero the counts for the next call.
 The result is a set: indices come out in no particular order. Buffers are allocated by plan(); run()
 only launches kernels.
 """
@@ -25,26 +25,43 @@ from ctxsparse.gpu_index.launch import check_device, num_sms, split_rows
 
 COUNT_BLOCK = 2048  # scores per tile in the count and filter kernels
 RESOLVE_BLOCK = 1024  # candidates per tile in the resolve kernel
+STAGES = 3  # tiles in flight in the count and resolve loops (tl.range software pipelining)
+FILTER_STAGES = 2  # ... and in the filter loop, whose tiles also wait on an atomic each
+FILTER_PER_SM = 8  # filter programs to aim for per SM
 
 
 @triton.jit
-def _count_kernel(scores_ptr, hist_ptr, stride_s, length, chunk, BLOCK: tl.constexpr):
+def _count_kernel(scores_ptr, hist_ptr, stride_s, length, chunk, BLOCK: tl.constexpr, STAGES: tl.constexpr):
     row = tl.program_id(0)
     lo = tl.program_id(1) * chunk
     hi = tl.minimum(lo + chunk, length)
     hist = tl.zeros([256], tl.int32)
-    for start in range(lo, hi, BLOCK):
+    for start in tl.range(lo, hi, BLOCK, num_stages=STAGES):
         offs = start + tl.arange(0, BLOCK)
         valid = offs < hi
         x = tl.load(scores_ptr + row.to(tl.int64) * stride_s + offs, mask=valid, other=0.0)
         hist = add_counts(hist, coarse_bin(x), valid)
-    tl.atomic_add(hist_ptr + row * 256 + tl.arange(0, 256), hist, mask=hist > 0)
+    tl.atomic_add(hist_ptr + row * 256 + tl.arange(0, 256), hist, mask=hist > 0, sem="relaxed")
+
+
+@triton.jit
+def _first_digit(x, KEY_BITS: tl.constexpr):
+    """The exact key's byte that the first resolve pass counts: the low byte of a float16 key (its top
+    byte is the coarse bin), or the top byte of a float32 key made unsigned."""
+    if KEY_BITS == 16:
+        d = x.to(tl.int16, bitcast=True).to(tl.int32)
+        d = (d ^ ((d >> 15) & 0x7FFF)) & 255
+    else:
+        d = x.to(tl.int32, bitcast=True)
+        d = (((d ^ ((d >> 31) & 0x7FFFFFFF)) >> 24) & 255) ^ 128
+    return d
 
 
 @triton.jit
 def _filter_kernel(
-    scores_ptr, hist_ptr, count_ptr, out_ptr, cand_val_ptr, cand_idx_ptr,
-    stride_s, stride_o, stride_c, length, chunk, k, BLOCK: tl.constexpr,
+    scores_ptr, hist_ptr, count_ptr, digit_ptr, out_ptr, cand_val_ptr, cand_idx_ptr,
+    stride_s, stride_o, stride_c, length, chunk, k,
+    KEY_BITS: tl.constexpr, BLOCK: tl.constexpr, STAGES: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0)
     lo = tl.program_id(1) * chunk
@@ -52,7 +69,7 @@ def _filter_kernel(
     b_star, _ = threshold_bin(tl.load(hist_ptr + row * 256 + tl.arange(0, 256)), k)
     row64 = row.to(tl.int64)
     ROWS: tl.constexpr = BLOCK // 8
-    for start in range(lo, hi, BLOCK):
+    for start in tl.range(lo, hi, BLOCK, num_stages=STAGES):
         # the tile as [BLOCK / 8, 8]: prefix sums run along the 8 items a thread holds, then over the rows
         offs = start + tl.arange(0, ROWS)[:, None] * 8 + tl.arange(0, 8)[None, :]
         valid = offs < hi
@@ -66,63 +83,58 @@ def _filter_kernel(
         incl = tl.cumsum(packed, 1) + (tl.cumsum(row_sums, 0) - row_sums)[:, None]
         total = tl.sum(row_sums, axis=0)
         # One 64-bit atomic reserves the tile's slots in both lists: (taken, candidates) as (low, high) words.
-        base = tl.atomic_add(count_ptr + row, (total & 0xFFFF).to(tl.int64) + ((total >> 16).to(tl.int64) << 32))
+        packed_total = (total & 0xFFFF).to(tl.int64) + ((total >> 16).to(tl.int64) << 32)
+        base = tl.atomic_add(count_ptr + row, packed_total, sem="relaxed")
         pos = base.to(tl.int32) + (incl & 0xFFFF) - 1  # base.to(int32): the low word
         tl.store(out_ptr + row64 * stride_o + pos, offs, mask=take & (pos < k))  # pos < k: stale-state guard
         pos = (base >> 32).to(tl.int32) + (incl >> 16) - 1
         tl.store(cand_val_ptr + row64 * stride_c + pos, x, mask=cand)  # keys are made in resolve
         tl.store(cand_idx_ptr + row64 * stride_c + pos, offs, mask=cand)
+        # The resolve step's first counting pass, done here: one relaxed atomic per candidate.
+        tl.atomic_add(digit_ptr + row * 256 + _first_digit(x, KEY_BITS), 1, mask=cand, sem="relaxed")
 
 
 @triton.jit
-def _digit_counts(vals_row, n_cand, target, SHIFT: tl.constexpr, MATCH: tl.constexpr, FLIP: tl.constexpr,
-                  BLOCK: tl.constexpr):  # fmt: skip
-    """Counts [256] of the byte at SHIFT of the candidates' exact keys; with MATCH, only of keys whose bits above
-    that byte equal `target`; with FLIP, the signed top byte is made unsigned (bins ascend with the key)."""
+def _digit_counts(vals_row, n_cand, target, SHIFT: tl.constexpr, BLOCK: tl.constexpr, STAGES: tl.constexpr):
+    """Counts [256] of the byte at SHIFT of the exact keys of the candidates whose bits above that byte
+    equal `target`."""
     hist = tl.zeros([256], tl.int32)
-    for start in range(0, n_cand, BLOCK):
+    for start in tl.range(0, n_cand, BLOCK, num_stages=STAGES):
         offs = start + tl.arange(0, BLOCK)
-        valid = offs < n_cand
-        key = ordered_key(tl.load(vals_row + offs, mask=valid, other=0.0))
-        digit = (key >> SHIFT) & 255
-        if FLIP:
-            digit = digit ^ 128
-        if MATCH:
-            valid = valid & ((key >> (SHIFT + 8)) == target)
-        hist = add_counts(hist, digit, valid)
+        key = ordered_key(tl.load(vals_row + offs, mask=offs < n_cand, other=0.0))
+        valid = (offs < n_cand) & ((key >> (SHIFT + 8)) == target)
+        hist = add_counts(hist, (key >> SHIFT) & 255, valid)
     return hist
 
 
 @triton.jit
 def _resolve_kernel(
-    hist_ptr, count_ptr, out_ptr, cand_val_ptr, cand_idx_ptr, stride_o, stride_c, k,
-    KEY_BITS: tl.constexpr, BLOCK: tl.constexpr,
+    hist_ptr, count_ptr, digit_ptr, out_ptr, cand_val_ptr, cand_idx_ptr, stride_o, stride_c, k,
+    KEY_BITS: tl.constexpr, BLOCK: tl.constexpr, STAGES: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0)
     row64 = row.to(tl.int64)
     counts = tl.load(count_ptr + row)
     above = counts.to(tl.int32)  # the low word
     n_cand = (counts >> 32).to(tl.int32)
-    need = k - above  # candidates still to take
     vals_row = cand_val_ptr + row64 * stride_c
-    # Radix select on the exact keys, one byte per pass, top byte first. `target` holds the key bits fixed
-    # so far: (key >> (shift + 8)) == target for every candidate still in the running.
+    # Radix select on the candidates' exact keys, one byte per pass, top byte first; the filter already
+    # counted the first byte. `target` holds the key bits fixed so far: (key >> (shift + 8)) == target.
+    d, above_d = threshold_bin(tl.load(digit_ptr + row * 256 + tl.arange(0, 256)), k - above)
+    need = k - above - above_d  # candidates still to take, among those whose first byte is d
     if KEY_BITS == 16:
         b_star, _ = threshold_bin(tl.load(hist_ptr + row * 256 + tl.arange(0, 256)), k)
-        target = b_star - 128  # every candidate's top byte is b* (as a signed byte)
+        target = (b_star - 128) * 256 + d  # top byte: the coarse bin b* (as a signed byte); low byte: d
     else:
-        hist = _digit_counts(vals_row, n_cand, 0, 24, False, True, BLOCK)
-        d, above_d = threshold_bin(hist, need)
-        need -= above_d
-        target = d - 128
-    for p in tl.static_range(KEY_BITS // 8 - 1):
-        hist = _digit_counts(vals_row, n_cand, target, KEY_BITS - 16 - 8 * p, True, False, BLOCK)
-        d, above_d = threshold_bin(hist, need)
-        need -= above_d
-        target = target * 256 + d
+        target = d - 128  # the top byte, signed again
+        for p in tl.static_range(3):
+            hist = _digit_counts(vals_row, n_cand, target, 16 - 8 * p, BLOCK, STAGES)
+            d, above_d = threshold_bin(hist, need)
+            need -= above_d
+            target = target * 256 + d
     # target is now the k-th largest key T: take every candidate above T and the first `need` equal to it.
     written = above
-    for start in range(0, n_cand, BLOCK):
+    for start in tl.range(0, n_cand, BLOCK, num_stages=STAGES):
         offs = start + tl.arange(0, BLOCK)
         valid = offs < n_cand
         key = ordered_key(tl.load(vals_row + offs, mask=valid, other=0.0))
@@ -134,8 +146,9 @@ def _resolve_kernel(
         tl.store(out_ptr + row64 * stride_o + pos, idx, mask=(take > 0) & (pos < k))
         written += tl.sum(take, axis=0)
         need -= tl.sum(eq * take, axis=0)
-    # Leave the histogram and counters zeroed for the next call (the indexers add into them).
+    # Leave the histograms and counters zeroed for the next call (the indexers add into them).
     tl.store(hist_ptr + row * 256 + tl.arange(0, 256), tl.zeros([256], tl.int32))
+    tl.store(digit_ptr + row * 256 + tl.arange(0, 256), tl.zeros([256], tl.int32))
     tl.store(count_ptr + row, counts * 0)
 
 
@@ -162,11 +175,11 @@ class RowTopK:
         self.rows, self.length, self.k, self.dtype, self.device = rows, length, k, dtype, device
         self.out = torch.empty(rows, k, dtype=torch.int32, device=device)
         self.hist = torch.zeros(rows, NUM_BINS, dtype=torch.int32, device=device)
+        self.digits = torch.zeros(rows, NUM_BINS, dtype=torch.int32, device=device)  # candidates' first byte
         # per row, packed in one int64: (taken above b*) + (candidates << 32)
         self.counts = torch.zeros(rows, dtype=torch.int64, device=device)
         self.cand_val = torch.empty(rows, length, dtype=dtype, device=device)
         self.cand_idx = torch.empty(rows, length, dtype=torch.int32, device=device)
-        self.parts, self.chunk = split_rows(rows, length, COUNT_BLOCK, num_sms(device))
 
     def _check(self, scores: torch.Tensor) -> None:
         if not self.k:
@@ -182,27 +195,31 @@ class RowTopK:
     def reset(self) -> None:
         """Zero the histogram and counters (after counting without selecting, e.g. when timing a stage)."""
         self.hist.zero_()
+        self.digits.zero_()
         self.counts.zero_()
 
     def count(self, scores: torch.Tensor) -> None:
         """Step 1 alone: add each row's coarse-bin counts into self.hist."""
         self._check(scores)
-        _count_kernel[(self.rows, self.parts)](
-            scores, self.hist, scores.stride(0), self.length, self.chunk, BLOCK=COUNT_BLOCK, num_warps=4
+        parts, chunk = split_rows(self.rows, self.length, COUNT_BLOCK, num_sms(self.device))
+        _count_kernel[(self.rows, parts)](
+            scores, self.hist, scores.stride(0), self.length, chunk, BLOCK=COUNT_BLOCK, STAGES=STAGES, num_warps=4
         )
 
     def select(self, scores: torch.Tensor) -> torch.Tensor:
         """Steps 2 and 3, given self.hist holds the rows' counts; returns self.out and re-zeroes the counts."""
         self._check(scores)
-        _filter_kernel[(self.rows, self.parts)](
-            scores, self.hist, self.counts, self.out, self.cand_val, self.cand_idx,
-            scores.stride(0), self.out.stride(0), self.cand_val.stride(0), self.length, self.chunk, self.k,
-            BLOCK=COUNT_BLOCK, num_warps=4,
+        key_bits = 16 if self.dtype == torch.float16 else 32
+        parts, chunk = split_rows(self.rows, self.length, COUNT_BLOCK, num_sms(self.device), FILTER_PER_SM)
+        _filter_kernel[(self.rows, parts)](
+            scores, self.hist, self.counts, self.digits, self.out, self.cand_val, self.cand_idx,
+            scores.stride(0), self.out.stride(0), self.cand_val.stride(0), self.length, chunk, self.k,
+            KEY_BITS=key_bits, BLOCK=COUNT_BLOCK, STAGES=FILTER_STAGES, num_warps=4,
         )  # fmt: skip
         _resolve_kernel[(self.rows,)](
-            self.hist, self.counts, self.out, self.cand_val, self.cand_idx,
+            self.hist, self.counts, self.digits, self.out, self.cand_val, self.cand_idx,
             self.out.stride(0), self.cand_val.stride(0), self.k,
-            KEY_BITS=16 if self.dtype == torch.float16 else 32, BLOCK=RESOLVE_BLOCK, num_warps=8,
+            KEY_BITS=key_bits, BLOCK=RESOLVE_BLOCK, STAGES=STAGES, num_warps=8,
         )  # fmt: skip
         return self.out
 
