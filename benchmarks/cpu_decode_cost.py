@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-import ctxsparse
 from ctxsparse import Budget
 from ctxsparse.generation import prefill
 from ctxsparse.hf import sparse_decoding
