@@ -23,6 +23,7 @@ from ctxsparse.generation import prefill
 from ctxsparse.hf import sparse_decoding
 from ctxsparse.models import load_model
 from ctxsparse.passkey import passkey_prompt
+from ctxsparse.study.versions import versions
 
 
 def step_times(model, cache, tokens: list[int]) -> list[float]:
@@ -80,11 +81,7 @@ def main() -> None:
         "context_tokens": pre.num_tokens,
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
-        "versions": {
-            "ctxsparse": ctxsparse.__version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": versions(),
         "rows": rows,
     }
     path.write_text(json.dumps(record, indent=2) + "\n")

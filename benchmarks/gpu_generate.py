@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 from pathlib import Path
 
 import torch
@@ -21,6 +20,7 @@ from transformers import StaticCache
 from ctxsparse import Budget, OracleTopK, SinkWindow
 from ctxsparse.hf import sparse_decoding
 from ctxsparse.models import load_model
+from ctxsparse.study.versions import versions
 
 
 def prefill_chunked(model, ids: torch.Tensor, chunk: int, extra: int) -> StaticCache:
@@ -96,11 +96,7 @@ def main() -> None:
         "batch": args.batch,
         "context": args.context,
         "gpu": gpu,
-        "versions": {
-            "ctxsparse": ctxsparse.__version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": versions(),
         "rows": rows,
     }
     path.write_text(json.dumps(record, indent=2) + "\n")
