@@ -262,6 +262,32 @@ def test_long_context_few_rows_many_splits():
 
 
 @gpu
+def test_split_plan_does_not_depend_on_call_order(monkeypatch):
+    """Occupancy is read per compiled variant: k = 656 slots (divisible by 16: a variant with more programs
+    per SM on an H100) run first must not change the split plan of k = 328 slots."""
+    plans = []
+    real_plan = kernel.plan_splits
+
+    def spy(rows, num_slots, num_sms, config, resident_per_sm=None):
+        plan = real_plan(rows, num_slots, num_sms, config, resident_per_sm)
+        plans.append(plan)
+        return plan
+
+    def launched_plan(k: int) -> tuple[int, int]:
+        q, keys, values, idx, _, _ = make_case(23, torch.bfloat16, 128, False, False, False, shape=(32, 32, 8, 4096, k))
+        plans.clear()
+        sparse_decode(q, keys, values, idx, backend="triton")
+        return plans[-1]
+
+    monkeypatch.setattr(kernel, "plan_splits", spy)
+    monkeypatch.setattr(kernel, "_RESIDENT", {})
+    alone = launched_plan(328)
+    monkeypatch.setattr(kernel, "_RESIDENT", {})
+    launched_plan(656)
+    assert launched_plan(328) == alone
+
+
+@gpu
 def test_no_host_sync_and_cuda_graph_capture():
     q, keys, values, idx, lengths, weights = make_case(13, torch.bfloat16, 128, False, True, True)
     torch.cuda.synchronize()

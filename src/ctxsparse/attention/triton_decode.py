@@ -227,6 +227,18 @@ def resident_programs(n_regs: int, shared_bytes: int, num_warps: int, props) -> 
 _RESIDENT: dict[tuple, int | None] = {}
 
 
+def triton_variant(values: tuple) -> tuple:
+    """What Triton compiles a separate kernel variant for, per argument: a tensor's dtype and 16-byte
+    alignment; an integer equal to 1, divisible by 16, or past 32 bits. Variants of one kernel can
+    differ in registers and so in occupancy (k = 656 and k = 328 slots do, on an H100)."""
+    return tuple(
+        (v.dtype, v.data_ptr() % 16 == 0) if isinstance(v, torch.Tensor)
+        else (v == 1, v % 16 == 0, not -(2**31) <= v < 2**31) if isinstance(v, int)
+        else None
+        for v in values
+    )  # fmt: skip
+
+
 def _resident_per_sm(key: tuple, device: torch.device, num_warps: int, compile_kernel) -> int | None:
     """Occupancy of a split-kernel variant, read once from its compiled form; None when unknown."""
     if key not in _RESIDENT:
@@ -318,11 +330,11 @@ def triton_sparse_decode(
             num_sel_heads, num_q_heads, num_q_heads // num_kv_heads, num_slots, chunk, splits, scale * LOG2E,
         )  # fmt: skip
 
-    # Re-plan with the kernel's occupancy, read from its compiled form (once per variant and device).
-    key = (q.device, q.dtype, tuple(sorted((k, str(v)) for k, v in flags.items())))
-    compile_kernel = lambda: _split_kernel.warmup(
-        *args(out, out, out, chunk, splits), grid=(1,), SINGLE_SPLIT=False, PDL=pdl_ok, **flags
-    )
+    # Re-plan with the kernel's occupancy, read from its compiled form once per variant and device. The
+    # key holds what Triton specialises on, so one shape's variant never sets another shape's plan.
+    probe_args = args(out, out, out, chunk, splits)
+    key = (q.device, tuple(sorted((k, str(v)) for k, v in flags.items())), triton_variant(probe_args))
+    compile_kernel = lambda: _split_kernel.warmup(*probe_args, grid=(1,), SINGLE_SPLIT=False, PDL=pdl_ok, **flags)
     resident = _resident_per_sm(key, q.device, config.num_warps, compile_kernel)
     if resident is not None:
         splits, chunk = plan_splits(rows, num_slots, num_sms, config, resident)
