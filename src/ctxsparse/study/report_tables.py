@@ -167,7 +167,7 @@ def summary_grid(cells: Sequence[Cell]) -> tuple[list[str], list[list[str]]]:
         mean = sum(present) / len(present) if present else None
         n = sum(c.n for c in accs if c is not None)
         rows.append([label, *(_pct(c.accuracy if c else None) for c in accs), _pct(mean), str(n)])
-    return ["method", *names, "mean", "n"], rows
+    return ["method", *names, "mean", "n (all tasks)"], rows
 
 
 def _row_order(c: Cell) -> tuple:
