@@ -40,7 +40,6 @@ def sweep_point(shape: PipelineShape, flusher, iters: int) -> dict:
     for stages, per_sm in itertools.product(STAGES, PER_SM):
         module.STAGES, module.PER_SM = stages, per_sm
         index[f"{stages},{per_sm}"] = _time(lambda: pipe.index(cache.q, *state), flusher, iters)
-        pipe.topk.reset()
     module.STAGES, module.PER_SM = defaults[:2]
     for stages, per_sm in itertools.product(STAGES[:3], PER_SM):
         topk_module.FILTER_STAGES, topk_module.FILTER_PER_SM = stages, per_sm

@@ -108,7 +108,6 @@ def time_point(shape: PipelineShape, cache: Cache, flusher, iters: int, with_fi:
         row.skipped["check"] = "the pipeline's selection is not the top-k of its scores"
     _measure(row, "pipeline", lambda: pipe.run(q, kv, vv, *state), flusher, iters)
     _measure(row, "index", lambda: pipe.index(q, *state), flusher, iters)
-    pipe.topk.reset()  # index() alone counts without selecting
     _measure(row, "index_topk", lambda: (pipe.index(q, *state), pipe.select()), flusher, iters)
     _measure(row, "attention", lambda: pipe.attend(q, kv, vv), flusher, iters)
     if with_topk and shape.indexer == "ds":

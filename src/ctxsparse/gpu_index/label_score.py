@@ -21,8 +21,10 @@ from ctxsparse.gpu_index.launch import check_device, num_sms, split_rows
 AGGREGATES = ("sum", "max")
 LABEL_BLOCK = 512  # tokens per tile: 512 x 16 bf16 labels = 16 KB
 MAX_CHANNELS = 32  # label channels are read 8 at a time, in at most 4 loads per token
-STAGES = 3  # tiles in flight per program (tl.range software pipelining)
-PER_SM = 8  # programs to aim for per SM
+# tl.range software pipelining depth and programs per SM, from an H100 sweep (benchmarks/sweep_indexers.py):
+# pipelining through shared memory made this kernel 40% slower; 4 programs per SM was best by a few %
+STAGES = 1
+PER_SM = 4
 
 
 @triton.jit

@@ -23,8 +23,10 @@ from ctxsparse.gpu_index.launch import check_device, num_sms, split_rows
 
 AGGREGATES = ("sum", "max")
 PAGE_BLOCK = 32  # pages per tile: 32 x 128 bf16 bounds, min and max = 16 KB
-STAGES = 3  # tiles in flight per program (tl.range software pipelining)
-PER_SM = 8  # programs to aim for per SM
+# tl.range software pipelining depth and programs per SM, from an H100 sweep (benchmarks/sweep_indexers.py):
+# within its noise (+-10%), so no pipelining, as for the label kernel
+STAGES = 1
+PER_SM = 16
 
 
 @triton.jit

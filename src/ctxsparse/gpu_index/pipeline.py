@@ -2,9 +2,9 @@
 
 run() only launches kernels into preallocated buffers (scores, histogram, candidate lists, indices,
 output), so it never waits on the device and a CUDA graph can capture it. Stages, each a method so they
-can be timed alone: index (label or page scores, counting coarse bins on the way), select (filter and
-resolve: exact top-k, see topk.py), attend (sparse_decode over the selected tokens, one selection per
-GQA group). The context length N is fixed by plan(): every cached position is visible.
+can be timed alone: index (zero the top-k counts, then label or page scores, counting coarse bins on the
+way), select (filter and resolve: exact top-k, see topk.py), attend (sparse_decode over the selected
+tokens, one selection per GQA group). The context length N is fixed by plan(): every cached position is visible.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class _IndexedDecode:
         return self.topk.out.view(self.batch, self.num_kv_heads, -1)
 
     def select(self) -> torch.Tensor:
-        """Exact top-k over the scores of the last index() call (which counted their coarse bins)."""
+        """Exact top-k over the scores of the last index() call (which counted their coarse bins); once per index()."""
         self.topk.select(self.scores.view(-1, self.scores.shape[-1]))
         return self.indices
 
@@ -133,13 +133,14 @@ class DoubleSparsityDecode(_IndexedDecode):
         self.k = k
 
     def index(self, q: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Label scores [B, Hkv, N] (and their coarse-bin counts for select())."""
+        """Label scores [B, Hkv, N] (and their coarse-bin counts for the next select())."""
         self._check_q(q)
         _, hkv, n = check_labels(q, labels, self.channels)
         if (hkv, n) != (self.num_kv_heads, self.context) or labels.shape[3] != self.channels.shape[1]:
             raise ValueError(f"DoubleSparsityDecode: labels {tuple(labels.shape)} do not match the plan "
                              f"(Hkv={self.num_kv_heads}, N={self.context}, r={self.channels.shape[1]}).")  # fmt: skip
         check_device("DoubleSparsityDecode", q, labels, self.scores)
+        self.topk.reset()
         rows = self.scores.view(-1, self.context)
         launch_label_scores(q, labels, self.channels, rows, self.topk.hist, self.scale, self.aggregate)
         return self.scores
@@ -201,13 +202,14 @@ class QuestDecode(_IndexedDecode):
         return self.topk.out.view(self.batch, self.num_kv_heads, -1)
 
     def index(self, q: torch.Tensor, page_min: torch.Tensor, page_max: torch.Tensor) -> torch.Tensor:
-        """Page bounds [B, Hkv, P] (and their coarse-bin counts for select())."""
+        """Page bounds [B, Hkv, P] (and their coarse-bin counts for the next select())."""
         self._check_q(q)
         _, hkv, pages = check_bounds(q, page_min, page_max)
         if (hkv, pages) != (self.num_kv_heads, self.pages):
             raise ValueError(f"QuestDecode: page bounds {tuple(page_min.shape)} do not match the plan "
                              f"(Hkv={self.num_kv_heads}, P={self.pages}).")  # fmt: skip
         check_device("QuestDecode", q, page_min, page_max, self.scores)
+        self.topk.reset()
         rows = self.scores.view(-1, self.pages)
         launch_page_scores(q, page_min, page_max, rows, self.topk.hist, self.scale, self.aggregate)
         return self.scores

@@ -7,11 +7,13 @@ torch.topk sorts its way to the k-th value; a radix select only counts. Three st
      histogram; scores above b* are certainly selected and go straight to the output, scores in b* are
      candidates and go to a side list (values and indices). Each tile reserves its slots in both lists
      with one 64-bit atomic add and places its items by one packed prefix sum.
-  3. resolve (one program per row): radix-select the `need = k - above` best candidates on their exact
-     keys, one byte per pass (the filter counts the first byte as it lists them; fp16 keys need no other
-     pass, their top byte being b*), take ties in list order, then zero the counts for the next call.
-The result is a set: indices come out in no particular order. Buffers are allocated by plan(); run()
-only launches kernels.
+  3. resolve: find the k-th largest key T among the candidates by radix select, one byte per pass (the
+     filter counts the first byte as it lists them; fp16 keys need no other pass, their top byte being
+     b*, so several programs share a row; fp32 keys take three passes over the list in one program).
+     Candidates above T fill the output upwards from the filter's, the `need` ties at T fill it
+     downwards from slot k - 1: the two meet exactly.
+The result is a set: indices come out in no particular order. Buffers are allocated by plan(); every
+call zeroes the counts first (one memset) and then only launches kernels.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from ctxsparse.gpu_index.launch import check_device, num_sms, split_rows
 
 COUNT_BLOCK = 2048  # scores per tile in the count and filter kernels
 RESOLVE_BLOCK = 1024  # candidates per tile in the resolve kernel
-STAGES = 3  # tiles in flight in the count and resolve loops (tl.range software pipelining)
-FILTER_STAGES = 2  # ... and in the filter loop, whose tiles also wait on an atomic each
-FILTER_PER_SM = 8  # filter programs to aim for per SM
+RESOLVE_PARTS = 8  # resolve programs per row for float16 keys
+# tl.range software pipelining (tiles in flight) and programs per SM: an H100 sweep of the filter found
+# no gain from pipelining, the label kernel lost 40% with it (benchmarks/NOTES-pipeline.md)
+STAGES = 1
+FILTER_STAGES = 1
+FILTER_PER_SM = 4
 
 
 @triton.jit
@@ -84,7 +89,7 @@ def _filter_kernel(
         total = tl.sum(row_sums, axis=0)
         # One 64-bit atomic reserves the tile's slots in both lists: (taken, candidates) as (low, high) words.
         packed_total = (total & 0xFFFF).to(tl.int64) + ((total >> 16).to(tl.int64) << 32)
-        base = tl.atomic_add(count_ptr + row, packed_total, sem="relaxed")
+        base = tl.atomic_add(count_ptr + row * 2, packed_total, sem="relaxed")
         pos = base.to(tl.int32) + (incl & 0xFFFF) - 1  # base.to(int32): the low word
         tl.store(out_ptr + row64 * stride_o + pos, offs, mask=take & (pos < k))  # pos < k: stale-state guard
         pos = (base >> 32).to(tl.int32) + (incl >> 16) - 1
@@ -109,13 +114,13 @@ def _digit_counts(vals_row, n_cand, target, SHIFT: tl.constexpr, BLOCK: tl.const
 
 @triton.jit
 def _resolve_kernel(
-    hist_ptr, count_ptr, digit_ptr, out_ptr, cand_val_ptr, cand_idx_ptr, stride_o, stride_c, k,
+    hist_ptr, count_ptr, digit_ptr, out_ptr, cand_val_ptr, cand_idx_ptr, stride_o, stride_c, k, parts,
     KEY_BITS: tl.constexpr, BLOCK: tl.constexpr, STAGES: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0)
     row64 = row.to(tl.int64)
-    counts = tl.load(count_ptr + row)
-    above = counts.to(tl.int32)  # the low word
+    counts = tl.load(count_ptr + row * 2)
+    above = counts.to(tl.int32)  # the low word: taken by the filter
     n_cand = (counts >> 32).to(tl.int32)
     vals_row = cand_val_ptr + row64 * stride_c
     # Radix select on the candidates' exact keys, one byte per pass, top byte first; the filter already
@@ -132,24 +137,27 @@ def _resolve_kernel(
             d, above_d = threshold_bin(hist, need)
             need -= above_d
             target = target * 256 + d
-    # target is now the k-th largest key T: take every candidate above T and the first `need` equal to it.
-    written = above
-    for start in tl.range(0, n_cand, BLOCK, num_stages=STAGES):
-        offs = start + tl.arange(0, BLOCK)
+    # target is now the k-th largest key T, and `need` ties at T complete the k: keys above T fill slots
+    # above, above + 1, ...; ties fill k - 1, k - 2, ... while their rank (1-based) is at most need.
+    ROWS: tl.constexpr = BLOCK // 8
+    for start in tl.range(tl.program_id(1) * BLOCK, n_cand, parts * BLOCK, num_stages=STAGES):
+        offs = start + tl.arange(0, ROWS)[:, None] * 8 + tl.arange(0, 8)[None, :]
         valid = offs < n_cand
         key = ordered_key(tl.load(vals_row + offs, mask=valid, other=0.0))
         idx = tl.load(cand_idx_ptr + row64 * stride_c + offs, mask=valid, other=0)
-        eq = (valid & (key == target)).to(tl.int32)
-        take = (valid & (key > target)) | ((eq > 0) & (tl.cumsum(eq, 0) <= need))
-        take = take.to(tl.int32)
-        pos = written + tl.cumsum(take, 0) - 1
-        tl.store(out_ptr + row64 * stride_o + pos, idx, mask=(take > 0) & (pos < k))
-        written += tl.sum(take, axis=0)
-        need -= tl.sum(eq * take, axis=0)
-    # Leave the histograms and counters zeroed for the next call (the indexers add into them).
-    tl.store(hist_ptr + row * 256 + tl.arange(0, 256), tl.zeros([256], tl.int32))
-    tl.store(digit_ptr + row * 256 + tl.arange(0, 256), tl.zeros([256], tl.int32))
-    tl.store(count_ptr + row, counts * 0)
+        gt = valid & (key > target)
+        eq = valid & (key == target)
+        # as in the filter: one packed prefix sum (above T low, ties high) and one 64-bit atomic per tile
+        packed = gt.to(tl.int32) + (eq.to(tl.int32) << 16)
+        row_sums = tl.sum(packed, axis=1)
+        incl = tl.cumsum(packed, 1) + (tl.cumsum(row_sums, 0) - row_sums)[:, None]
+        total = tl.sum(row_sums, axis=0)
+        packed_total = (total & 0xFFFF).to(tl.int64) + ((total >> 16).to(tl.int64) << 32)
+        base = tl.atomic_add(count_ptr + row * 2 + 1, packed_total, sem="relaxed")
+        pos = above + base.to(tl.int32) + (incl & 0xFFFF) - 1
+        tl.store(out_ptr + row64 * stride_o + pos, idx, mask=gt & (pos < k))
+        rank = (base >> 32).to(tl.int32) + (incl >> 16)
+        tl.store(out_ptr + row64 * stride_o + k - rank, idx, mask=eq & (rank <= need))
 
 
 class RowTopK:
@@ -157,7 +165,8 @@ class RowTopK:
 
     out: int32 [rows, k], the selected column indices of each row in no particular order (a set; ties at
     the k-th value are broken by position in an internal list). The count step can be fused into the
-    kernel that writes the scores (it then adds into `hist` and calls select() instead of run()).
+    kernel that writes the scores (it then calls reset(), adds into `hist`, and calls select() instead of
+    run()); select() consumes one call's counts.
     """
 
     def __init__(self) -> None:
@@ -174,10 +183,13 @@ class RowTopK:
         device = torch.device(device)
         self.rows, self.length, self.k, self.dtype, self.device = rows, length, k, dtype, device
         self.out = torch.empty(rows, k, dtype=torch.int32, device=device)
-        self.hist = torch.zeros(rows, NUM_BINS, dtype=torch.int32, device=device)
-        self.digits = torch.zeros(rows, NUM_BINS, dtype=torch.int32, device=device)  # candidates' first byte
-        # per row, packed in one int64: (taken above b*) + (candidates << 32)
-        self.counts = torch.zeros(rows, dtype=torch.int64, device=device)
+        # One buffer, zeroed by one memset per call: the coarse-bin histogram, the candidates' first-byte
+        # counts, and two int64 counters per row, each two packed words: (taken by the filter, candidates)
+        # and (above T, ties at T) placed by the resolve step.
+        self.state = torch.zeros(rows * (2 * NUM_BINS + 4), dtype=torch.int32, device=device)
+        self.hist = self.state[: rows * NUM_BINS].view(rows, NUM_BINS)
+        self.digits = self.state[rows * NUM_BINS : 2 * rows * NUM_BINS].view(rows, NUM_BINS)
+        self.counts = self.state[2 * rows * NUM_BINS :].view(torch.int64).view(rows, 2)
         self.cand_val = torch.empty(rows, length, dtype=dtype, device=device)
         self.cand_idx = torch.empty(rows, length, dtype=torch.int32, device=device)
 
@@ -193,21 +205,20 @@ class RowTopK:
         check_device("RowTopK", scores, self.out)
 
     def reset(self) -> None:
-        """Zero the histogram and counters (after counting without selecting, e.g. when timing a stage)."""
-        self.hist.zero_()
-        self.digits.zero_()
-        self.counts.zero_()
+        """Zero the histograms and counters: before the counts of a call (the indexers call it for theirs)."""
+        self.state.zero_()
 
     def count(self, scores: torch.Tensor) -> None:
-        """Step 1 alone: add each row's coarse-bin counts into self.hist."""
+        """Step 1 alone: zero the state, then count each row's coarse bins into self.hist."""
         self._check(scores)
+        self.reset()
         parts, chunk = split_rows(self.rows, self.length, COUNT_BLOCK, num_sms(self.device))
         _count_kernel[(self.rows, parts)](
             scores, self.hist, scores.stride(0), self.length, chunk, BLOCK=COUNT_BLOCK, STAGES=STAGES, num_warps=4
         )
 
     def select(self, scores: torch.Tensor) -> torch.Tensor:
-        """Steps 2 and 3, given self.hist holds the rows' counts; returns self.out and re-zeroes the counts."""
+        """Steps 2 and 3, once self.hist holds this call's counts (count() or a fused indexer); returns self.out."""
         self._check(scores)
         key_bits = 16 if self.dtype == torch.float16 else 32
         parts, chunk = split_rows(self.rows, self.length, COUNT_BLOCK, num_sms(self.device), FILTER_PER_SM)
@@ -216,10 +227,11 @@ class RowTopK:
             scores.stride(0), self.out.stride(0), self.cand_val.stride(0), self.length, chunk, self.k,
             KEY_BITS=key_bits, BLOCK=COUNT_BLOCK, STAGES=FILTER_STAGES, num_warps=4,
         )  # fmt: skip
-        _resolve_kernel[(self.rows,)](
+        parts = RESOLVE_PARTS if key_bits == 16 else 1  # fp32 radix passes need the whole list in one program
+        _resolve_kernel[(self.rows, parts)](
             self.hist, self.counts, self.digits, self.out, self.cand_val, self.cand_idx,
-            self.out.stride(0), self.cand_val.stride(0), self.k,
-            KEY_BITS=key_bits, BLOCK=RESOLVE_BLOCK, STAGES=STAGES, num_warps=8,
+            self.out.stride(0), self.cand_val.stride(0), self.k, parts,
+            KEY_BITS=key_bits, BLOCK=RESOLVE_BLOCK, STAGES=STAGES, num_warps=4,
         )  # fmt: skip
         return self.out
 
