@@ -12,6 +12,7 @@ from ctxsparse.bench.pipeline import (
     PipelineRow,
     PipelineShape,
     break_even,
+    describe_break_even,
     format_table,
     grid,
     results_path,
@@ -65,17 +66,22 @@ def test_break_even_interpolates_in_log_space():
     # log 0.8 + t (log 2 - log 0.8) = 0 between S = 3 and S = 5
     t = math.log(0.8) / (math.log(0.8) - math.log(2.0))
     assert e["interpolated_s"] == pytest.approx(math.exp(math.log(3) + t * math.log(5 / 3)))
-    assert 3 < e["interpolated_s"] < 5
-    assert found[("ds", 131072)]["interpolated_s"] == 2.0
-    assert found[("quest", 32768)]["interpolated_s"] is None and found[("quest", 32768)]["smallest_faster_s"] is None
+    assert 3 < e["interpolated_s"] < 5 and not e["below_grid"]
+    assert describe_break_even(e) == f"S = {e['interpolated_s']:.2f}"
+    below = found[("ds", 131072)]
+    assert below["below_grid"] and below["interpolated_s"] is None and below["smallest_faster_s"] == 2
+    assert describe_break_even(below) == "S < 2 (faster at every measured S)"
+    never = found[("quest", 32768)]
+    assert never["interpolated_s"] is None and never["smallest_faster_s"] is None and not never["below_grid"]
+    assert describe_break_even(never) == "not within the grid"
 
 
 def test_target_report_says_met_or_by_how_much():
     rows = _rows("ds", 8, 131072, [(2, 1.2), (50, 6.0)]) + _rows("ds", 8, 32768, [(2, 0.9), (3, 1.1)])
     text = target_report(rows, break_even(rows))
     assert "6.00x over dense" in text[0] and "missed by 1.33x" in text[0] and "byte ceiling 11.0x" in text[0]
-    assert any("N=131072: S = 2.00" in line and line.endswith("met") for line in text)
-    assert any("N=32768" in line and line.endswith("met") for line in text)
+    assert any("N=131072: S < 2" in line and line.endswith("met") for line in text)
+    assert any("N=32768: S = " in line and line.endswith("met") for line in text)
     rows = _rows("ds", 8, 131072, [(50, 9.0)])
     assert target_report(rows, [])[0].endswith(")") and ": met;" in target_report(rows, [])[0]
 

@@ -161,8 +161,9 @@ def format_table(rows: list[PipelineRow], copy_tbps: float | None = None, header
 
 
 def break_even(rows: list[PipelineRow]) -> list[dict]:
-    """Per (indexer, B, N): the smallest measured S with pipeline < dense, and S where the log-log line between
-    the neighbouring points crosses pipeline = dense (None where it never crosses within the grid)."""
+    """Per (indexer, B, N): the smallest measured S with pipeline < dense, and the break-even S where the log-log
+    line between neighbouring points crosses pipeline = dense; below_grid when the pipeline is faster already
+    at the densest measured S (break-even below it), interpolated_s None when it never crosses in the grid."""
     groups: dict[tuple, list[PipelineRow]] = {}
     for r in rows:
         if r.speedup is not None:
@@ -172,16 +173,22 @@ def break_even(rows: list[PipelineRow]) -> list[dict]:
         group.sort(key=lambda r: r.shape.sparsity)
         faster = [r.shape.sparsity for r in group if r.speedup > 1]
         crossing = None
-        if group[0].speedup > 1:
-            crossing = float(group[0].shape.sparsity)  # already faster at the densest point
         for lo, hi in zip(group, group[1:], strict=False):
             if crossing is None and lo.speedup <= 1 < hi.speedup:
                 # log speedup is about linear in log S between neighbours
                 t = math.log(lo.speedup) / (math.log(lo.speedup) - math.log(hi.speedup))
                 crossing = math.exp(math.log(lo.shape.sparsity) + t * math.log(hi.shape.sparsity / lo.shape.sparsity))
         found.append({"indexer": indexer, "batch": b, "context": n, "smallest_faster_s": min(faster, default=None),
-                      "interpolated_s": crossing})  # fmt: skip
+                      "interpolated_s": crossing, "below_grid": group[0].speedup > 1,
+                      "densest_s": group[0].shape.sparsity})  # fmt: skip
     return found
+
+
+def describe_break_even(e: dict) -> str:
+    """'S = 3.42', 'S < 2 (faster at every measured S)' or 'not within the grid'."""
+    if e["below_grid"]:
+        return f"S < {e['densest_s']} (faster at every measured S)"
+    return "not within the grid" if e["interpolated_s"] is None else f"S = {e['interpolated_s']:.2f}"
 
 
 def target_report(rows: list[PipelineRow], evens: list[dict]) -> list[str]:
@@ -200,10 +207,9 @@ def target_report(rows: list[PipelineRow], evens: list[dict]) -> list[str]:
     for e in evens:
         if e["batch"] != TARGET["break_even_batch"]:
             continue
-        at = e["interpolated_s"]
+        at = e["densest_s"] if e["below_grid"] else e["interpolated_s"]
         ok = "met" if at is not None and at <= TARGET["break_even_s"] else "missed"
-        where = "never within the grid" if at is None else f"S = {at:.2f}"
-        lines.append(f"break-even {e['indexer']} B={e['batch']} N={e['context']}: {where} "
+        lines.append(f"break-even {e['indexer']} B={e['batch']} N={e['context']}: {describe_break_even(e)} "
                      f"(target S <= {TARGET['break_even_s']}): {ok}")  # fmt: skip
     return lines
 
@@ -284,8 +290,7 @@ def run_cli(args: argparse.Namespace) -> int:
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(format_table(rows, copy_tbps))
     for e in evens:
-        at = "-" if e["interpolated_s"] is None else f"{e['interpolated_s']:.2f}"
-        print(f"break-even {e['indexer']} B={e['batch']} N={e['context']}: S = {at} "
+        print(f"break-even {e['indexer']} B={e['batch']} N={e['context']}: {describe_break_even(e)} "
               f"(smallest faster grid S: {e['smallest_faster_s']})")  # fmt: skip
     print("\n".join(result["targets"]))
     print(f"wrote {path}")
