@@ -91,7 +91,7 @@ def _filter_kernel(
         packed_total = (total & 0xFFFF).to(tl.int64) + ((total >> 16).to(tl.int64) << 32)
         base = tl.atomic_add(count_ptr + row * 2, packed_total, sem="relaxed")
         pos = base.to(tl.int32) + (incl & 0xFFFF) - 1  # base.to(int32): the low word
-        tl.store(out_ptr + row64 * stride_o + pos, offs, mask=take & (pos < k))  # pos < k: stale-state guard
+        tl.store(out_ptr + row64 * stride_o + pos, offs, mask=take & (pos < k))  # pos < k: if select() runs twice
         pos = (base >> 32).to(tl.int32) + (incl >> 16) - 1
         tl.store(cand_val_ptr + row64 * stride_c + pos, x, mask=cand)  # keys are made in resolve
         tl.store(cand_idx_ptr + row64 * stride_c + pos, offs, mask=cand)
@@ -163,10 +163,10 @@ def _resolve_kernel(
 class RowTopK:
     """Top-k indices of every row of a [rows, length] score matrix: plan() once per shape, run() per call.
 
-    out: int32 [rows, k], the selected column indices of each row in no particular order (a set; ties at
-    the k-th value are broken by position in an internal list). The count step can be fused into the
-    kernel that writes the scores (it then calls reset(), adds into `hist`, and calls select() instead of
-    run()); select() consumes one call's counts.
+    out: int32 [rows, k], the selected column indices of each row in no particular order (a set; of the
+    scores tied at the k-th value any may be taken, and the choice may differ between calls). The count
+    step can be fused into the kernel that writes the scores (it then calls reset(), adds into `hist`, and
+    calls select() instead of run()); select() consumes one call's counts.
     """
 
     def __init__(self) -> None:
