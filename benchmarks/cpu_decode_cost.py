@@ -23,7 +23,7 @@ from ctxsparse.generation import prefill
 from ctxsparse.hf import sparse_decoding
 from ctxsparse.models import load_model
 from ctxsparse.passkey import passkey_prompt
-from ctxsparse.study.versions import versions
+from ctxsparse.versions import versions
 
 
 def step_times(model, cache, tokens: list[int]) -> list[float]:

@@ -20,7 +20,7 @@ from transformers import StaticCache
 from ctxsparse import Budget, OracleTopK, SinkWindow
 from ctxsparse.hf import sparse_decoding
 from ctxsparse.models import load_model
-from ctxsparse.study.versions import versions
+from ctxsparse.versions import versions
 
 
 def prefill_chunked(model, ids: torch.Tensor, chunk: int, extra: int) -> StaticCache:

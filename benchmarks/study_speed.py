@@ -24,7 +24,7 @@ from ctxsparse.study.backend import TransformersBackend
 from ctxsparse.study.plan import MethodSpec, StudyPlan, parse_numbers, split_methods
 from ctxsparse.study.runner import StudyRunner
 from ctxsparse.study.store import StudyStore
-from ctxsparse.study.versions import versions
+from ctxsparse.versions import versions
 
 RESULTS = Path(__file__).parent / "results"
 

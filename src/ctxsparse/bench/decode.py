@@ -13,11 +13,12 @@ import datetime as dt
 import functools
 import json
 import math
-import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+
+from ctxsparse.versions import versions
 
 DESCRIPTION = "decode attention: FlashInfer dense, FlashInfer vector-sparse and sparse_decode, cold L2"
 PEAK_TBPS = 3.35  # H100 SXM HBM3 datasheet bandwidth
@@ -232,26 +233,6 @@ def _by_cache(shapes: list[DecodeShape]) -> dict[tuple[int, int], list[DecodeSha
     for s in shapes:
         groups.setdefault((s.batch, s.context), []).append(s)
     return groups
-
-
-def versions() -> dict[str, str | None]:
-    """Versions of everything that shapes the numbers."""
-    import importlib.metadata as md
-
-    def version(name: str) -> str | None:
-        try:
-            return md.version(name)
-        except md.PackageNotFoundError:
-            return None
-
-    return {
-        "ctxsparse": version("ctxsparse"),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "triton": version("triton"),
-        "flashinfer": version("flashinfer-python"),
-        "python": platform.python_version(),
-    }
 
 
 def results_path(out_dir: Path, gpu_name: str, date: dt.date) -> Path:

@@ -17,7 +17,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ctxsparse.bench.decode import PEAK_TBPS, floor_us, gpu_short_name, versions
+from ctxsparse.bench.decode import PEAK_TBPS, floor_us, gpu_short_name
+from ctxsparse.versions import versions
 
 DESCRIPTION = "index -> top-k -> sparse_decode pipeline vs FlashInfer dense decode, stage shares, break-even S"
 INDEXERS = ("ds", "quest")

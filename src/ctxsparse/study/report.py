@@ -24,7 +24,7 @@ from ctxsparse.study.report_tables import (
 )
 from ctxsparse.study.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from ctxsparse.study.store import StudyStore
-from ctxsparse.study.versions import versions
+from ctxsparse.versions import versions
 
 NOTES = (
     "Accuracy is the mean task score (0..1, shown in %) over samples; n counts (sample, seed) pairs.",

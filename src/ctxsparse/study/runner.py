@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from ctxsparse.study.backend import Backend, ModelSession
 from ctxsparse.study.plan import Config, StudyPlan
 from ctxsparse.study.store import ResultRow, StudyStore
-from ctxsparse.study.versions import versions
+from ctxsparse.versions import versions
 
 
 @dataclass
