@@ -1,4 +1,4 @@
-"""Versions of the software a study ran with, stored with each run and in the report's JSON."""
+"""Versions of everything that shapes a result: stored with every study run and benchmark JSON."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import platform
 import sys
 
 
-def _version(package: str) -> str | None:
+def package_version(package: str) -> str | None:
+    """The installed version of a distribution, or None when it is not installed."""
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
@@ -15,14 +16,23 @@ def _version(package: str) -> str | None:
 
 
 def versions() -> dict[str, str | None]:
-    """ctxsparse, torch, transformers, numpy, python and the platform string."""
+    """ctxsparse, torch (and its CUDA), transformers, triton, flashinfer, numpy, python and the platform."""
     import ctxsparse
 
+    try:
+        import torch
+
+        cuda = torch.version.cuda
+    except ImportError:
+        cuda = None
     return {
         "ctxsparse": ctxsparse.__version__,
-        "torch": _version("torch"),
-        "transformers": _version("transformers"),
-        "numpy": _version("numpy"),
+        "torch": package_version("torch"),
+        "cuda": cuda,
+        "transformers": package_version("transformers"),
+        "triton": package_version("triton"),
+        "flashinfer": package_version("flashinfer-python"),
+        "numpy": package_version("numpy"),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
     }
