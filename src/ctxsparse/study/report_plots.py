@@ -69,26 +69,26 @@ def _panel(ax, cells: Sequence[Cell], metric: str, title: str) -> None:
     ax.grid(alpha=0.3)
 
 
+PANELS_PER_ROW = 4
+
+
 def plot_metric(cells: Sequence[Cell], metric: str, path: Path, title: str) -> Path:
     """One figure of `metric` vs sparsity for the cells of one model; panels per (length, task)."""
     panels: dict[tuple[int, str], list[Cell]] = defaultdict(list)
     for c in cells:
         panels[(c.length, c.task)].append(c)
-    keys = sorted(panels)
-    lengths = sorted({n for n, _ in keys})
-    tasks = list(dict.fromkeys(t for _, t in sorted(keys, key=lambda k: k[1])))
-    rows, cols = len(lengths), len(tasks)
+    keys = sorted(panels)  # by length, then task
+    # Panels wrap into rows of at most PANELS_PER_ROW, so many tasks stay readable.
+    cols = min(PANELS_PER_ROW, len(keys))
+    rows = -(-len(keys) // cols)
     # Agg canvas on a bare Figure: no pyplot state, and no change to the user's global matplotlib backend.
     fig = Figure(figsize=(4.2 * cols, 3.4 * rows))
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False)
-    for i, n in enumerate(lengths):
-        for j, t in enumerate(tasks):
-            ax = axes[i][j]
-            if (n, t) in panels:
-                _panel(ax, panels[(n, t)], metric, f"{t} @ {n} tokens")
-            else:
-                ax.set_axis_off()
+    for ax, (n, t) in zip(axes.flat, keys, strict=False):
+        _panel(ax, panels[(n, t)], metric, f"{t} @ {n} tokens")
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.set_axis_off()
     handles: dict[str, object] = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
