@@ -11,17 +11,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from ctxsparse.versions import versions
+from ctxsparse.bench.gpu_run import PEAK_TBPS, add_run_arguments, result_record, start_gpu_run, write_result
 
 DESCRIPTION = "decode attention: FlashInfer dense, FlashInfer vector-sparse and sparse_decode, cold L2"
-PEAK_TBPS = 3.35  # H100 SXM HBM3 datasheet bandwidth
 PAGE_SIZE = 16
 DEFAULT_BATCHES = (1, 8, 32)
 DEFAULT_CONTEXTS = (32768, 131072)
@@ -244,44 +242,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=list(DEFAULT_BATCHES))
     parser.add_argument("--context", type=int, nargs="+", default=list(DEFAULT_CONTEXTS))
     parser.add_argument("--sparsity", type=int, nargs="+", default=list(DEFAULT_SPARSITIES))
-    parser.add_argument("--iters", type=int, default=50, help="timed iterations per method and point")
-    parser.add_argument("--flush", choices=("read", "write"), default="read", help="how L2 is evicted per iteration")
-    parser.add_argument("--no-flashinfer", action="store_true", help="time sparse_decode alone")
-    parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--output", type=Path, default=None, help="JSON path (default: named by GPU and date)")
+    add_run_arguments(parser, iters=50, no_flashinfer_help="time sparse_decode alone")
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run the grid, print the table, write the JSON; refuses to run without CUDA."""
-    if not torch.cuda.is_available():
-        raise RuntimeError("bench decode needs a CUDA GPU.")
-    from ctxsparse.attention.flashinfer_backend import flashinfer_available
-    from ctxsparse.bench.timing import copy_bandwidth_tbps
-
-    with_fi = not args.no_flashinfer and flashinfer_available()
-    gpu = torch.cuda.get_device_name()
-    copy_tbps = copy_bandwidth_tbps()
-    print(f"{gpu}: device-to-device copy {copy_tbps:.2f} TB/s (read + write); peak {PEAK_TBPS} TB/s", flush=True)
+    gpu, copy_tbps, with_fi = start_gpu_run("decode", args)
     rows = run_points(grid(args.batch, args.context, args.sparsity), args.iters, args.flush, with_fi)
-    result = {
-        "gpu": gpu,
-        "date": dt.date.today().isoformat(),
-        "versions": versions(),
-        "peak_tbps": PEAK_TBPS,
-        "copy_tbps": copy_tbps,
-        "timing": {
-            "statistic": "median",
-            "iters": args.iters,
-            "l2_flush": args.flush,
-            "unit": "us",
-            "method": "CUDA-graph replay between cold-L2 flushes, CUDA events (rows' timings say if eager)",
-        },
-        "setup": {"dtype": "bfloat16", "page_size": PAGE_SIZE, "selection": "random distinct, unsorted"},
-        "rows": [r.as_dict() for r in rows],
-    }
-    path = args.output or results_path(args.output_dir, gpu, dt.date.today())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    result = result_record(
+        gpu, copy_tbps, args, "CUDA-graph replay between cold-L2 flushes, CUDA events (rows' timings say if eager)"
+    )
+    result["setup"] = {"dtype": "bfloat16", "page_size": PAGE_SIZE, "selection": "random distinct, unsorted"}
+    result["rows"] = [r.as_dict() for r in rows]
+    path = write_result(result, args.output or results_path(args.output_dir, gpu, dt.date.today()))
     print(format_table(rows, copy_tbps=copy_tbps))
     print(f"wrote {path}")
     return 0

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ctxsparse.bench.decode import PEAK_TBPS, floor_us, gpu_short_name
-from ctxsparse.versions import versions
+from ctxsparse.bench.decode import floor_us, gpu_short_name
+from ctxsparse.bench.gpu_run import PEAK_TBPS, add_run_arguments, result_record, start_gpu_run, write_result
 
 DESCRIPTION = "index -> top-k -> sparse_decode pipeline vs FlashInfer dense decode, stage shares, break-even S"
 INDEXERS = ("ds", "quest")
@@ -237,44 +236,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sparsity", type=int, nargs="+", default=list(DEFAULT_SPARSITIES))
     parser.add_argument("--channels", type=int, default=16, help="Double Sparsity label channels r")
     parser.add_argument("--page-size", type=int, default=16, help="Quest page size")
-    parser.add_argument("--iters", type=int, default=30, help="timed iterations per measurement")
-    parser.add_argument("--flush", choices=("read", "write"), default="read", help="how L2 is evicted per iteration")
-    parser.add_argument("--no-flashinfer", action="store_true", help="skip the FlashInfer baselines")
     parser.add_argument("--no-topk-baselines", action="store_true", help="skip the top-k comparison columns")
-    parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--output", type=Path, default=None, help="JSON path (default: named by GPU and date)")
+    add_run_arguments(parser, iters=30, no_flashinfer_help="skip the FlashInfer baselines")
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run the grid on the GPU, print the table, break-even S and targets, write the JSON."""
-    import torch
-
-    if not torch.cuda.is_available():
-        raise RuntimeError("bench pipeline needs a CUDA GPU.")
-    from ctxsparse.attention.flashinfer_backend import flashinfer_available
     from ctxsparse.bench.pipeline_gpu import run_points
-    from ctxsparse.bench.timing import copy_bandwidth_tbps
 
-    with_fi = not args.no_flashinfer and flashinfer_available()
-    gpu = torch.cuda.get_device_name()
-    copy_tbps = copy_bandwidth_tbps()
-    print(f"{gpu}: device-to-device copy {copy_tbps:.2f} TB/s (read + write); peak {PEAK_TBPS} TB/s", flush=True)
+    gpu, copy_tbps, with_fi = start_gpu_run("pipeline", args)
     shapes = grid(args.indexer, args.batch, args.context, args.sparsity, args.channels, args.page_size)
     rows = run_points(shapes, args.iters, args.flush, with_fi, not args.no_topk_baselines, copy_tbps)
     evens = break_even(rows)
-    result = {
-        "gpu": gpu,
-        "date": dt.date.today().isoformat(),
-        "versions": versions(),
-        "peak_tbps": PEAK_TBPS,
-        "copy_tbps": copy_tbps,
-        "timing": {
-            "statistic": "median",
-            "iters": args.iters,
-            "l2_flush": args.flush,
-            "unit": "us",
-            "method": "CUDA-graph replay between cold-L2 flushes, CUDA events; top-k stage = (index + top-k) - index",
-        },
+    result = result_record(
+        gpu,
+        copy_tbps,
+        args,
+        "CUDA-graph replay between cold-L2 flushes, CUDA events; top-k stage = (index + top-k) - index",
+    ) | {
         "setup": {
             "dtype": "bfloat16",
             "scores": "float16",
@@ -286,9 +265,7 @@ def run_cli(args: argparse.Namespace) -> int:
         "break_even": evens,
         "targets": target_report(rows, evens),
     }
-    path = args.output or results_path(args.output_dir, gpu, dt.date.today())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    path = write_result(result, args.output or results_path(args.output_dir, gpu, dt.date.today()))
     print(format_table(rows, copy_tbps))
     for e in evens:
         print(f"break-even {e['indexer']} B={e['batch']} N={e['context']}: {describe_break_even(e)} "
