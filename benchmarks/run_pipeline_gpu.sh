@@ -2,17 +2,17 @@
 # On a CUDA machine from the repository root: the indexer pipeline's GPU tests at full size, then
 # `ctxsparse bench pipeline` (extra arguments go to it), and on request the launch-setting sweep.
 # FlashInfer comes from the wheels folder (make gpu-wheels); its kernels are compiled in the background
-# while the tests run. Logs and JSON go to $OUT.
+# while the tests run. Logs and JSON go to $LOG_DIR.
 #   benchmarks/run_pipeline_gpu.sh [tests] [bench] [sweep] [-- bench arguments]
 set -uo pipefail
-OUT=${OUT:-out}
+LOG_DIR=${LOG_DIR:-out}
 WHEELS=${WHEELS:-gpu-wheels}
-mkdir -p "$OUT"
+mkdir -p "$LOG_DIR"
 if compgen -G "$WHEELS/*.whl" >/dev/null; then
   python3 -m pip install -q --no-index --no-deps --target /tmp/site "$WHEELS"/*.whl || exit 1
 fi
 export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv | tee "$LOG_DIR/gpu.txt"
 steps=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do steps+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
@@ -20,7 +20,7 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do steps+=("$1"); shift; done
 warm_pid=
 if python3 -c "import flashinfer" 2>/dev/null; then
   # compile FlashInfer's decode and top-k kernels once, alongside the tests
-  python3 - >"$OUT/flashinfer-warm.log" 2>&1 <<'PY' &
+  python3 - >"$LOG_DIR/flashinfer-warm.log" 2>&1 <<'PY' &
 import torch, flashinfer
 from ctxsparse.attention.flashinfer_backend import FlashInferDense
 x = torch.randn(8, 4096, device="cuda", dtype=torch.float16)
@@ -38,12 +38,12 @@ for step in "${steps[@]}"; do
   echo "=== $step"
   case $step in
     tests) timeout "${TEST_TIMEOUT:-240}" python3 -m pytest -q -p no:cacheprovider tests/gpu_index \
-             tests/bench/test_pipeline_bench.py 2>&1 | tee "$OUT/pipeline-tests.log" ;;
-    bench) [ -n "$warm_pid" ] && { wait "$warm_pid"; tail -n 3 "$OUT/flashinfer-warm.log"; }
+             tests/bench/test_pipeline_bench.py 2>&1 | tee "$LOG_DIR/pipeline-tests.log" ;;
+    bench) [ -n "$warm_pid" ] && { wait "$warm_pid"; tail -n 3 "$LOG_DIR/flashinfer-warm.log"; }
            python3 -m ctxsparse.cli.main bench pipeline --output-dir benchmarks/results "$@" 2>&1 \
-             | tee "$OUT/pipeline-bench.log"
-           cp benchmarks/results/pipeline-*.json "$OUT"/ ;;
-    sweep) python3 benchmarks/sweep_indexers.py --json "$OUT/sweep-indexers.json" 2>&1 | tee "$OUT/sweep-indexers.log" ;;
+             | tee "$LOG_DIR/pipeline-bench.log"
+           cp benchmarks/results/pipeline-*.json "$LOG_DIR"/ ;;
+    sweep) python3 benchmarks/sweep_indexers.py --json "$LOG_DIR/sweep-indexers.json" 2>&1 | tee "$LOG_DIR/sweep-indexers.log" ;;
     *) echo "unknown step $step" ;;
   esac
 done
