@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ctxsparse.tasks import words
-from ctxsparse.tasks.base import Sample, TaskFamily
+from ctxsparse.tasks.base import Sample, SyntheticTask
 from ctxsparse.tasks.chat_render import Message, render_chat
 from ctxsparse.tasks.haystacks import Stream
 from ctxsparse.tasks.length import Draft, fit_length, sample_rng, to_sample
@@ -68,17 +68,14 @@ def _command(rng: random.Random, kind: str, project: str) -> str:
 
 
 @dataclass
-class Agentic(TaskFamily):
+class Agentic(SyntheticTask):
     """Recall a detail from the first tool output of a long agent episode."""
 
     name: str = "agentic"
     description: str = "Agentic: a long tool-use episode; the last question asks for a port or error code seen first."
     lines_per_round: tuple[int, int] = (15, 40)
 
-    def generate(self, tokenizer: Any, length: int, count: int, seed: int = 0) -> list[Sample]:
-        return [self._sample(tokenizer, length, i, seed) for i in range(count)]
-
-    def _sample(self, tokenizer: Any, length: int, index: int, seed: int) -> Sample:
+    def make_sample(self, tokenizer: Any, length: int, index: int, seed: int) -> Sample:
         rng = sample_rng(self.name, seed, length, index)
         project = words.pseudo_word(rng, 3)
         service, upstream = rng.choice(SERVICES), rng.choice(UPSTREAMS)

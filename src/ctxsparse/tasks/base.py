@@ -53,3 +53,14 @@ class TaskFamily(abc.ABC):
     def score(self, prediction: str, sample: Sample) -> float:
         """Score in [0, 1] of one prediction (the generated text after `answer_prefix`)."""
         return scoring.score(prediction, sample)
+
+
+class SyntheticTask(TaskFamily):
+    """A family that builds each sample on its own from (seed, length, index): generate() is the loop."""
+
+    def generate(self, tokenizer: Any, length: int, count: int, seed: int = 0) -> list[Sample]:
+        return [self.make_sample(tokenizer, length, i, seed) for i in range(count)]
+
+    @abc.abstractmethod
+    def make_sample(self, tokenizer: Any, length: int, index: int, seed: int) -> Sample:
+        """Sample number `index`, deterministic in (seed, length, index)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ctxsparse.tasks import words
-from ctxsparse.tasks.base import Sample, TaskFamily
+from ctxsparse.tasks.base import Sample, SyntheticTask
 from ctxsparse.tasks.haystacks import Stream
 from ctxsparse.tasks.length import Draft, count_tokens, fit_length, sample_rng, to_sample
 
@@ -33,17 +33,14 @@ def frequencies(capacity_items: float, num_common: int) -> tuple[int, int]:
 
 
 @dataclass
-class CommonWords(TaskFamily):
+class CommonWords(SyntheticTask):
     """Name the words that appear most often in a long numbered list."""
 
     name: str = "cwe"
     description: str = "Common words: list the 10 words that appear most often in a long numbered word list."
     num_common: int = 10
 
-    def generate(self, tokenizer: Any, length: int, count: int, seed: int = 0) -> list[Sample]:
-        return [self._sample(tokenizer, length, i, seed) for i in range(count)]
-
-    def _sample(self, tokenizer: Any, length: int, index: int, seed: int) -> Sample:
+    def make_sample(self, tokenizer: Any, length: int, index: int, seed: int) -> Sample:
         rng = sample_rng(self.name, seed, length, index)
         vocabulary = list(words.content_words())
         rng.shuffle(vocabulary)

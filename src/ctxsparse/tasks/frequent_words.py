@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ctxsparse.tasks import words
-from ctxsparse.tasks.base import Sample, TaskFamily
+from ctxsparse.tasks.base import Sample, SyntheticTask
 from ctxsparse.tasks.haystacks import Stream
 from ctxsparse.tasks.length import Draft, fit_length, sample_rng, to_sample
 
@@ -32,17 +32,14 @@ def untie_top(text: list[str], top: int = TOP) -> list[str]:
 
 
 @dataclass
-class FrequentWords(TaskFamily):
+class FrequentWords(SyntheticTask):
     """Name the three most frequent words of a coded text."""
 
     name: str = "fwe"
     description: str = "Frequent words: find the 3 most frequent coded words in a Zipf-distributed text."
     alpha: float = 2.0
 
-    def generate(self, tokenizer: Any, length: int, count: int, seed: int = 0) -> list[Sample]:
-        return [self._sample(tokenizer, length, i, seed) for i in range(count)]
-
-    def _sample(self, tokenizer: Any, length: int, index: int, seed: int) -> Sample:
+    def make_sample(self, tokenizer: Any, length: int, index: int, seed: int) -> Sample:
         rng = sample_rng(self.name, seed, length, index)
         vocabulary = words.unique_pseudo_words(rng, max(30, length // 50))
         weights = [1.0 / (rank**self.alpha) for rank in range(1, len(vocabulary) + 1)]

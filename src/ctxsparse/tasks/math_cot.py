@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ctxsparse.tasks import words
-from ctxsparse.tasks.base import Sample, TaskFamily
+from ctxsparse.tasks.base import Sample, SyntheticTask
 from ctxsparse.tasks.haystacks import sentence_stream
 from ctxsparse.tasks.length import Draft, fit_length, sample_rng, to_sample
 
@@ -66,7 +66,7 @@ def make_problem(rng: random.Random, steps: int) -> tuple[str, int]:
 
 
 @dataclass
-class MathCoT(TaskFamily):
+class MathCoT(SyntheticTask):
     """Arithmetic word problems solved with a long chain-of-thought generation."""
 
     name: str = "math"
@@ -74,10 +74,7 @@ class MathCoT(TaskFamily):
     min_steps: int = 3
     max_steps: int = 6
 
-    def generate(self, tokenizer: Any, length: int, count: int, seed: int = 0) -> list[Sample]:
-        return [self._sample(tokenizer, length, i, seed) for i in range(count)]
-
-    def _sample(self, tokenizer: Any, length: int, index: int, seed: int) -> Sample:
+    def make_sample(self, tokenizer: Any, length: int, index: int, seed: int) -> Sample:
         rng = sample_rng(self.name, seed, length, index)
         steps = self.min_steps + index % (self.max_steps - self.min_steps + 1)
         problem, answer = make_problem(rng, steps)

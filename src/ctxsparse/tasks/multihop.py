@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ctxsparse.tasks import words
-from ctxsparse.tasks.base import Sample, TaskFamily
+from ctxsparse.tasks.base import Sample, SyntheticTask
 from ctxsparse.tasks.haystacks import Stream
 from ctxsparse.tasks.length import Draft, fit_length, sample_rng, to_sample
 
@@ -62,17 +62,14 @@ class _Names:
 
 
 @dataclass
-class MultiHop(TaskFamily):
+class MultiHop(SyntheticTask):
     """Follow a chain of facts hop by hop to the final entity."""
 
     name: str = "multihop"
     description: str = "Multi-hop: follow 2-4 chained facts (keeper, birthplace, river, sea) among distractors."
     hops: int = 0
 
-    def generate(self, tokenizer: Any, length: int, count: int, seed: int = 0) -> list[Sample]:
-        return [self._sample(tokenizer, length, i, seed) for i in range(count)]
-
-    def _sample(self, tokenizer: Any, length: int, index: int, seed: int) -> Sample:
+    def make_sample(self, tokenizer: Any, length: int, index: int, seed: int) -> Sample:
         hops = self.hops or 2 + index % 3
         if hops not in QUESTIONS:
             raise ValueError(f"multihop supports 2 to 4 hops, got {hops}.")

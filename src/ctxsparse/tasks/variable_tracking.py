@@ -11,7 +11,7 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-from ctxsparse.tasks.base import Sample, TaskFamily
+from ctxsparse.tasks.base import Sample, SyntheticTask
 from ctxsparse.tasks.haystacks import insert_at_depths, sentence_stream
 from ctxsparse.tasks.length import Draft, fit_length, sample_rng, to_sample
 
@@ -26,7 +26,7 @@ def _variable_names(rng: random.Random, count: int) -> list[str]:
 
 
 @dataclass
-class VariableTracking(TaskFamily):
+class VariableTracking(SyntheticTask):
     """Name all variables that end up holding the queried value."""
 
     name: str = "vt"
@@ -34,10 +34,7 @@ class VariableTracking(TaskFamily):
     num_chains: int = 1
     num_hops: int = 4
 
-    def generate(self, tokenizer: Any, length: int, count: int, seed: int = 0) -> list[Sample]:
-        return [self._sample(tokenizer, length, i, seed) for i in range(count)]
-
-    def _sample(self, tokenizer: Any, length: int, index: int, seed: int) -> Sample:
+    def make_sample(self, tokenizer: Any, length: int, index: int, seed: int) -> Sample:
         rng = sample_rng(self.name, seed, length, index)
         names = _variable_names(rng, self.num_chains * (self.num_hops + 1))
         values = rng.sample(range(10_000, 100_000), self.num_chains)
