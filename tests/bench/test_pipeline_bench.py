@@ -82,22 +82,27 @@ def test_target_report_says_met_or_by_how_much():
     assert "6.00x over dense" in text[0] and "missed by 1.33x" in text[0] and "byte ceiling 11.0x" in text[0]
     assert any("N=131072: S < 2" in line and line.endswith("met") for line in text)
     assert any("N=32768: S = " in line and line.endswith("met") for line in text)
-    rows = _rows("ds", 8, 131072, [(50, 9.0)])
-    assert target_report(rows, [])[0].endswith(")") and ": met;" in target_report(rows, [])[0]
+    rows = _rows("ds", 8, 131072, [(50, 9.0)]) + _rows("quest", 8, 131072, [(50, 7.4)])
+    text = target_report(rows, [])
+    assert text[0].endswith(")") and ": met;" in text[0]
+    assert text[1].startswith("target quest S=50") and "(>= 9.0x): missed by 1.22x" in text[1]
 
 
 def test_table_is_fixed_width_and_lists_skips():
     rows = [
         PipelineRow(PipelineShape("ds", 8, 131072, 50), dense_us=1500.0, pipeline_us=150.0, index_us=90.0,
-                    index_topk_us=110.0, attention_us=40.0, topk_ours_us=20.0, topk_torch_us=300.0),
+                    index_topk_us=110.0, attention_us=40.0, topk_ours_us=20.0, topk_torch_us=300.0,
+                    anchors={"dense": {"use_tensor_cores": False}}),
         PipelineRow(PipelineShape("quest", 1, 32768, 2), skipped={"dense": "flashinfer not run"}),
     ]  # fmt: skip
     text = format_table(rows, copy_tbps=3.0).splitlines()
     assert text[0].split()[:4] == ["idx", "B", "N", "S"]
     cells = text[1].split()
-    assert cells[:8] == ["ds", "8", "131072", "50", "2622", "1500.0", "150.0", "10.00"]
-    assert cells[8:11] == ["60", "13", "27"]  # stage shares of 90 + 20 + 40 µs
-    assert text[2].split()[5] == "-" and "flashinfer not run" in text[3]
+    assert cells[:9] == ["ds", "8", "131072", "50", "2622", "1500.0", "n", "150.0", "10.00"]
+    assert cells[9:12] == ["60", "13", "27"]  # stage shares of 90 + 20 + 40 µs
+    floor = PipelineShape("ds", 8, 131072, 50).pipeline_bytes / 3e12 * 1e6
+    assert cells[12:14] == [f"{floor:.1f}", f"{100 * floor / 150.0:.0f}"]  # the floor at the copy rate, % of it
+    assert text[2].split()[5:7] == ["-", "-"] and "flashinfer not run" in text[3]
     assert len({len(line) for line in text[:3]}) == 1
 
 

@@ -3,7 +3,8 @@
 Vector-sparse decode through FlashInfer: every (batch, selection head) row becomes one "request" of a
 page_size=1 paged cache whose pages are single K/V rows of one kv head, so the request's page list is
 exactly its selected tokens and the query heads of a GQA group are that request's query heads. Plan
-(host work, syncs) once per selection; run (device work only) many times.
+(host work, syncs) once per selection; run (device work only) many times. Both wrappers plan FlashInfer's
+two decode settings (use_tensor_cores off and on), time them on the shape and run the faster one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import importlib.util
 import math
 
 import torch
+
+from ctxsparse.attention.fastest import FastestChoice, Timer, cuda_event_timer, pick_fastest
 
 WORKSPACE_BYTES = 128 * 1024 * 1024
 LN2 = 0.6931471805599453  # FlashInfer's log-sum-exp is in base 2
@@ -67,13 +70,91 @@ def folded_rows(
     return offset // d
 
 
-class FlashInferVectorSparse:
-    """FlashInfer's page_size=1 decode over the selected rows: plan() once per selection, run() per query."""
+SETTINGS: dict[str, bool] = {"cuda_cores": False, "tensor_cores": True}  # name -> use_tensor_cores
+_CHOICES: dict[tuple, FastestChoice] = {}  # shape class -> the setting timed fastest there (default timer only)
 
-    def __init__(self, device: torch.device, workspace_bytes: int = WORKSPACE_BYTES) -> None:
+
+class _TwoSettingDecode:
+    """FlashInfer's paged decode wrapper in both use_tensor_cores settings.
+
+    use_tensor_cores=None (the default) plans both settings and times them on the planned shape (timer:
+    µs per call; CUDA events by default), then runs the faster one; True or False runs that setting alone.
+    With the default timer a choice is remembered per shape class (sizes, dtype, context rounded up to a
+    power of two), so repeated plans of growing contexts time once per doubling. `choice` holds the times.
+    """
+
+    def __init__(
+        self,
+        device: torch.device,
+        workspace_bytes: int = WORKSPACE_BYTES,
+        use_tensor_cores: bool | None = None,
+        timer: Timer | None = None,
+    ) -> None:
         fi = _flashinfer()
-        self.workspace = torch.zeros(workspace_bytes, dtype=torch.uint8, device=device)
-        self.wrapper = fi.BatchDecodeWithPagedKVCacheWrapper(self.workspace, "NHD")
+        self.device = torch.device(device)
+        names = list(SETTINGS) if use_tensor_cores is None else [_setting_name(bool(use_tensor_cores))]
+        # one zeroed workspace per setting: neither wrapper's split-k scratch can overlap the other's
+        self.workspaces = {n: torch.zeros(workspace_bytes, dtype=torch.uint8, device=self.device) for n in names}
+        self.wrappers = {
+            n: fi.BatchDecodeWithPagedKVCacheWrapper(self.workspaces[n], "NHD", use_tensor_cores=SETTINGS[n])
+            for n in names
+        }
+        self.workspace = self.workspaces[names[0]]
+        self.timer = timer
+        self.setting = names[0]
+        self.wrapper = self.wrappers[self.setting]
+        self.choice: FastestChoice | None = None
+
+    @property
+    def use_tensor_cores(self) -> bool:
+        """The setting run() uses: the planned winner, or the one fixed at construction."""
+        return SETTINGS[self.setting]
+
+    def _plan_and_choose(self, plan_one, probe, shape_class: tuple) -> None:
+        """plan_one(wrapper) for every setting; keep the fastest probe(wrapper) (the only one, if fixed)."""
+        planned, errors = {}, {}
+        for name, wrapper in self.wrappers.items():
+            try:
+                plan_one(wrapper)
+                planned[name] = wrapper
+            except Exception as err:  # FlashInfer refuses this shape in this setting
+                errors[name] = f"{type(err).__name__}: {err}"
+        if not planned:
+            raise RuntimeError(f"{type(self).__name__}: FlashInfer refused every setting: "
+                               + "; ".join(f"{n}: {e}" for n, e in errors.items()))  # fmt: skip
+        key = (type(self).__name__, str(self.device), *shape_class, tuple(planned))
+        if len(planned) == 1:
+            self.choice = FastestChoice(next(iter(planned)), {}, errors)
+        elif self.timer is None and key in _CHOICES:
+            self.choice = _CHOICES[key]
+        elif self.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            # no timing inside a graph capture: FlashInfer's own advice, tensor cores for large GQA groups
+            group = shape_class[0]
+            self.choice = FastestChoice(_setting_name(group >= 4), {}, {"timing": "skipped inside a graph capture"})
+        else:
+            timer = self.timer or cuda_event_timer()
+            found = pick_fastest({n: (lambda w=w: probe(w)) for n, w in planned.items()}, timer)
+            self.choice = FastestChoice(found.winner, found.times_us, {**errors, **found.errors})
+            if self.timer is None:
+                _CHOICES[key] = self.choice
+        self.setting = self.choice.winner
+        self.wrapper = self.wrappers[self.setting]
+
+    def choice_record(self) -> dict:
+        """For result files: the winning setting, each setting's time (µs) and any setting's failure."""
+        rec = {"use_tensor_cores": self.use_tensor_cores, "setting": self.setting}
+        return rec | ({} if self.choice is None else self.choice.as_dict())
+
+
+def _setting_name(use_tensor_cores: bool) -> str:
+    return "tensor_cores" if use_tensor_cores else "cuda_cores"
+
+
+class FlashInferVectorSparse(_TwoSettingDecode):
+    """FlashInfer's page_size=1 decode over the selected rows: plan() once per selection, run() per query.
+
+    Both use_tensor_cores settings are planned and the faster one runs (see _TwoSettingDecode).
+    """
 
     def plan(
         self,
@@ -100,18 +181,16 @@ class FlashInferVectorSparse:
         self.k_rows, self.v_rows = single_row_view(k_cache), single_row_view(v_cache)
         self.shape = (bsz, num_q_heads, num_sel, k_cache.shape[-1])
         self.empty = (counts == 0).view(bsz, num_sel)
-        self.wrapper.plan(
-            indptr,
-            flat.to(torch.int32),
-            last,
-            num_q_heads // num_sel,
-            1,
-            k_cache.shape[-1],
-            1,
-            q_data_type=k_cache.dtype,
-            kv_data_type=k_cache.dtype,
-            sm_scale=scale,
-        )
+        group, d = num_q_heads // num_sel, k_cache.shape[-1]
+        flat = flat.to(torch.int32)
+
+        def plan_one(wrapper) -> None:
+            wrapper.plan(indptr, flat, last, group, 1, d, 1, q_data_type=k_cache.dtype, kv_data_type=k_cache.dtype,
+                         sm_scale=scale)  # fmt: skip
+
+        probe_q = torch.randn(bsz * num_sel, group, d, device=k_cache.device).to(k_cache.dtype)
+        probe = lambda wrapper: wrapper.run(probe_q, (self.k_rows, self.v_rows))
+        self._plan_and_choose(plan_one, probe, (group, bsz * num_sel, d, k_cache.dtype, k.bit_length()))
 
     def run(self, q: torch.Tensor, return_lse: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         bsz, num_q_heads, num_sel, d = self.shape
@@ -122,33 +201,43 @@ class FlashInferVectorSparse:
         return out.view(bsz, num_q_heads, d), (lse * LN2).view(bsz, num_q_heads)
 
 
-class FlashInferDense:
-    """FlashInfer's dense paged decode over every cached token: the baseline sparsity is measured against."""
+class FlashInferDense(_TwoSettingDecode):
+    """FlashInfer's dense paged decode over every cached token: the baseline sparsity is measured against.
 
-    def __init__(self, device: torch.device, workspace_bytes: int = WORKSPACE_BYTES) -> None:
-        fi = _flashinfer()
-        self.workspace = torch.zeros(workspace_bytes, dtype=torch.uint8, device=device)
-        self.wrapper = fi.BatchDecodeWithPagedKVCacheWrapper(self.workspace, "NHD")
+    Both use_tensor_cores settings are planned and timed on the shape, and the faster one runs, so every
+    ratio against it is against FlashInfer's best dense decode (see _TwoSettingDecode).
+    """
 
-    def plan(self, page_table: torch.Tensor, seq_len: int, k_cache: torch.Tensor, num_q_heads: int, scale: float):
-        """page_table [B, pages]; caches [pages, page_size, Hkv, D]; every sequence holds seq_len tokens."""
+    def plan(
+        self,
+        page_table: torch.Tensor,
+        seq_len: int,
+        k_cache: torch.Tensor,
+        num_q_heads: int,
+        scale: float,
+        v_cache: torch.Tensor | None = None,
+    ) -> None:
+        """page_table [B, pages]; caches [pages, page_size, Hkv, D]; every sequence holds seq_len tokens.
+
+        v_cache (optional) is read by the timing runs; without it they read k_cache twice (same bytes).
+        """
         bsz = page_table.shape[0]
         page_size, num_kv_heads, d = k_cache.shape[1], k_cache.shape[2], k_cache.shape[3]
         pages = math.ceil(seq_len / page_size)
         indptr = torch.arange(bsz + 1, dtype=torch.int32, device=page_table.device) * pages
         last = torch.full((bsz,), seq_len - (pages - 1) * page_size, dtype=torch.int32, device=page_table.device)
-        self.wrapper.plan(
-            indptr,
-            page_table[:, :pages].reshape(-1).to(torch.int32).contiguous(),
-            last,
-            num_q_heads,
-            num_kv_heads,
-            d,
-            page_size,
-            q_data_type=k_cache.dtype,
-            kv_data_type=k_cache.dtype,
-            sm_scale=scale,
-        )
+        table = page_table[:, :pages].reshape(-1).to(torch.int32).contiguous()
+
+        def plan_one(wrapper) -> None:
+            wrapper.plan(indptr, table, last, num_q_heads, num_kv_heads, d, page_size, q_data_type=k_cache.dtype,
+                         kv_data_type=k_cache.dtype, sm_scale=scale)  # fmt: skip
+
+        probe_q = torch.randn(bsz, num_q_heads, d, device=k_cache.device).to(k_cache.dtype)
+        values = k_cache if v_cache is None else v_cache
+        probe = lambda wrapper: wrapper.run(probe_q, (k_cache, values))
+        group = num_q_heads // num_kv_heads
+        shape_class = (group, bsz, num_kv_heads, d, page_size, k_cache.dtype, pages.bit_length())
+        self._plan_and_choose(plan_one, probe, shape_class)
 
     def run(self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor) -> torch.Tensor:
         return self.wrapper.run(q, (k_cache, v_cache))

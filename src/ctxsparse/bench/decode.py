@@ -3,7 +3,9 @@
 Every point shares one KV cache stored token-major in pages of 16 ([pages, 16, Hkv, D]): FlashInfer's
 dense decode reads it as a paged cache, its vector-sparse path as single-row pages, and sparse_decode
 as a strided [B, Hkv, N, D] view. Selections are random, distinct and unsorted per (batch, kv head).
-Times are cold-L2 medians; bytes are the selected K/V rows plus their int32 indices.
+Both FlashInfer anchors time their use_tensor_cores settings per shape and run the faster (both times are
+recorded). Times are cold-L2 medians of graph replays, plus sparse_decode called eagerly (no graph);
+bytes are the selected K/V rows plus their int32 indices; efficiency is against the measured copy rate.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import argparse
 import datetime as dt
 import functools
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from ctxsparse.bench.gpu_run import PEAK_TBPS, add_run_arguments, result_record, start_gpu_run, write_result
+from ctxsparse.bench.gpu_run import add_run_arguments, result_record, start_gpu_run, write_result
 
 DESCRIPTION = "decode attention: FlashInfer dense, FlashInfer vector-sparse and sparse_decode, cold L2"
 PAGE_SIZE = 16
@@ -69,20 +72,30 @@ def tbps(nbytes: int, micros: float | None) -> float | None:
 
 @dataclass
 class DecodeRow:
-    """Measured times (µs) of one point; a method that did not run has None and a reason in `skipped`."""
+    """Measured times (µs) of one point; a method that did not run has None and a reason in `skipped`.
+
+    dense_us / fi_sparse_us are FlashInfer's faster use_tensor_cores setting (`anchors` has both times);
+    ours_eager_us: sparse_decode called without a graph on an idle GPU (host launch work included),
+    ours_host_us: the host time of that call alone.
+    """
 
     shape: DecodeShape
     dense_us: float | None = None
     fi_sparse_us: float | None = None
     ours_us: float | None = None
+    ours_eager_us: float | None = None
+    ours_host_us: float | None = None
     ours_vs_fi_rel_err: float | None = None
     skipped: dict[str, str] = field(default_factory=dict)
     timings: dict[str, dict] = field(default_factory=dict)  # per method: median, p10, p90, iters, graphed
+    anchors: dict[str, dict] = field(default_factory=dict)  # dense / fi_sparse: winner, both settings' times
 
-    def metrics(self, peak_tbps: float = PEAK_TBPS) -> dict[str, float | None]:
-        """Achieved TB/s, speedups over dense and over FlashInfer sparse, share of the byte limit."""
+    def metrics(self, copy_tbps: float | None = None, peak_tbps: float | None = None) -> dict[str, float | None]:
+        """Achieved TB/s, speedups over dense and over FlashInfer sparse, share of the byte floor at the
+        copy rate (the main efficiency figure) and at the datasheet peak."""
         s = self.shape
         ratio = lambda a, b: None if not a or not b else a / b
+        share = lambda rate, us: None if not rate else ratio(floor_us(s.sparse_bytes, rate), us)
         return {
             "dense_tbps": tbps(s.dense_bytes, self.dense_us),
             "fi_sparse_tbps": tbps(s.sparse_bytes, self.fi_sparse_us),
@@ -90,22 +103,26 @@ class DecodeRow:
             "fi_sparse_speedup_vs_dense": ratio(self.dense_us, self.fi_sparse_us),
             "ours_speedup_vs_dense": ratio(self.dense_us, self.ours_us),
             "ours_speedup_vs_fi_sparse": ratio(self.fi_sparse_us, self.ours_us),
-            "ours_share_of_peak": ratio(floor_us(s.sparse_bytes, peak_tbps), self.ours_us),
-            "fi_sparse_share_of_peak": ratio(floor_us(s.sparse_bytes, peak_tbps), self.fi_sparse_us),
+            "ours_share_of_copy": share(copy_tbps, self.ours_us),
+            "fi_sparse_share_of_copy": share(copy_tbps, self.fi_sparse_us),
+            "ours_share_of_peak": share(peak_tbps, self.ours_us),
+            "fi_sparse_share_of_peak": share(peak_tbps, self.fi_sparse_us),
         }
 
-    def as_dict(self, peak_tbps: float = PEAK_TBPS) -> dict:
+    def as_dict(self, copy_tbps: float | None = None, peak_tbps: float | None = None) -> dict:
         s = self.shape
         out = asdict(s) | {"k": s.k, "sparse_bytes": s.sparse_bytes, "dense_bytes": s.dense_bytes}
         out |= {m + "_us": getattr(self, m + "_us") for m in METHODS}
+        out |= {"ours_eager_us": self.ours_eager_us, "ours_host_us": self.ours_host_us}
         out |= {"ours_vs_fi_rel_err": self.ours_vs_fi_rel_err, "skipped": self.skipped, "timings": self.timings}
-        return out | self.metrics(peak_tbps)
+        out |= {"anchors": self.anchors}
+        return out | self.metrics(copy_tbps, peak_tbps)
 
 
 COLUMNS = (
-    ("B", 3), ("N", 7), ("S", 4), ("k", 6), ("MB", 7), ("dense us", 9), ("FI-sp us", 9), ("ours us", 8),
-    ("dense TB/s", 10), ("FI-sp TB/s", 10), ("ours TB/s", 9), ("FI/dense", 8), ("ours/dense", 10),
-    ("ours/FI", 7), ("ours %peak", 10), ("ours %copy", 10),
+    ("B", 3), ("N", 7), ("S", 4), ("k", 6), ("MB", 7), ("dense us", 9), ("TC", 3), ("FI-sp us", 9),
+    ("ours us", 8), ("eager us", 8), ("host us", 7), ("ours TB/s", 9), ("FI/dense", 8), ("ours/dense", 10),
+    ("ours/FI", 7), ("ours %copy", 10), ("ours %peak", 10),
 )  # fmt: skip
 
 
@@ -113,23 +130,30 @@ def _cell(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def format_table(rows: list[DecodeRow], header: bool = True, copy_tbps: float | None = None) -> str:
-    """Fixed-width table: times, achieved TB/s, speedups, share of the byte floor (peak and copy rate)."""
+def _tensor_cores(anchor: dict | None) -> str:
+    """'y' / 'n': the winning dense setting used tensor cores or not; '-' where dense did not run."""
+    return "-" if not anchor or "use_tensor_cores" not in anchor else "yn"[not anchor["use_tensor_cores"]]
+
+
+def format_table(
+    rows: list[DecodeRow], header: bool = True, copy_tbps: float | None = None, peak_tbps: float | None = None
+) -> str:
+    """Fixed-width table: times (graphed and eager), TB/s, speedups, share of the byte floor at the copy
+    rate and at the peak. TC: whether the faster FlashInfer dense setting used tensor cores."""
     lines = []
     if header:
         lines.append(" ".join(name.rjust(width) for name, width in COLUMNS))
     notes = []
     for r in rows:
-        s, m = r.shape, r.metrics()
-        share_copy = None if not (copy_tbps and r.ours_us) else floor_us(s.sparse_bytes, copy_tbps) / r.ours_us
+        s, m = r.shape, r.metrics(copy_tbps, peak_tbps)
         pct = lambda v: None if v is None else 100 * v
         cells = (
             str(s.batch), str(s.context), str(s.sparsity), str(s.k), f"{s.sparse_bytes / 1e6:.1f}",
-            _cell(r.dense_us, ".1f"), _cell(r.fi_sparse_us, ".1f"), _cell(r.ours_us, ".1f"),
-            _cell(m["dense_tbps"], ".2f"), _cell(m["fi_sparse_tbps"], ".2f"), _cell(m["ours_tbps"], ".2f"),
-            _cell(m["fi_sparse_speedup_vs_dense"], ".1f"), _cell(m["ours_speedup_vs_dense"], ".1f"),
-            _cell(m["ours_speedup_vs_fi_sparse"], ".2f"), _cell(pct(m["ours_share_of_peak"]), ".0f"),
-            _cell(pct(share_copy), ".0f"),
+            _cell(r.dense_us, ".1f"), _tensor_cores(r.anchors.get("dense")), _cell(r.fi_sparse_us, ".1f"),
+            _cell(r.ours_us, ".1f"), _cell(r.ours_eager_us, ".1f"), _cell(r.ours_host_us, ".1f"),
+            _cell(m["ours_tbps"], ".2f"), _cell(m["fi_sparse_speedup_vs_dense"], ".1f"),
+            _cell(m["ours_speedup_vs_dense"], ".1f"), _cell(m["ours_speedup_vs_fi_sparse"], ".2f"),
+            _cell(pct(m["ours_share_of_copy"]), ".0f"), _cell(pct(m["ours_share_of_peak"]), ".0f"),
         )  # fmt: skip
         lines.append(" ".join(c.rjust(w) for c, (_, w) in zip(cells, COLUMNS, strict=True)))
         notes += [f"  B={s.batch} N={s.context} S={s.sparsity} {k}: {why}" for k, why in r.skipped.items()]
@@ -158,29 +182,42 @@ def _fits(shape: DecodeShape, with_flashinfer: bool) -> str | None:
     return None if need < free else f"needs {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free"
 
 
-def run_points(shapes: list[DecodeShape], iters: int, flush: str, with_flashinfer: bool) -> list[DecodeRow]:
-    """Time every point; each (batch, context) cache and FlashInfer's dense plan are built once."""
+def run_points(
+    shapes: list[DecodeShape], iters: int, flush: str, with_flashinfer: bool, copy_tbps: float | None = None,
+    peak_tbps: float | None = None, missing: str = "flashinfer not run", budget_s: float | None = None,
+) -> list[DecodeRow]:  # fmt: skip
+    """Time every point; each (batch, context) cache and FlashInfer's dense plan are built once.
+
+    budget_s: no new cache group starts once this many seconds have passed; its points are recorded as skipped.
+    """
     from ctxsparse.bench.timing import L2Flusher
 
     flusher = L2Flusher("cuda", flush)
     gen = torch.Generator(device="cuda").manual_seed(0)
     rows: list[DecodeRow] = []
+    start = time.monotonic()
     for group in _by_cache(shapes).values():
         reason = _fits(group[0], with_flashinfer)
+        reason = reason and f"out of memory: {reason}"
+        if budget_s is not None and time.monotonic() - start > budget_s:
+            reason = f"time budget of {budget_s:.0f} s spent before this (batch, context)"
         if reason:
-            rows += [DecodeRow(s, skipped={m: f"out of memory: {reason}" for m in METHODS}) for s in group]
+            rows += [DecodeRow(s, skipped=dict.fromkeys(METHODS, reason)) for s in group]
             continue
-        for row in _time_group(group, iters, flusher, gen, with_flashinfer):
-            print(format_table([row], header=not rows), flush=True)
+        for row in _time_group(group, iters, flusher, gen, with_flashinfer, missing):
+            print(format_table([row], header=not rows, copy_tbps=copy_tbps, peak_tbps=peak_tbps), flush=True)
             rows.append(row)
         torch.cuda.empty_cache()
     return rows
 
 
-def _time_group(group: list[DecodeShape], iters: int, flusher, gen: torch.Generator, with_flashinfer: bool):
+def _time_group(
+    group: list[DecodeShape], iters: int, flusher, gen: torch.Generator, with_flashinfer: bool, missing: str
+):
     """Yield the rows of points that share one cache (same batch and context)."""
     from ctxsparse.attention import sparse_decode
-    from ctxsparse.bench.timing import cold_l2_time
+    from ctxsparse.bench.anchors import Anchor, plan_anchor
+    from ctxsparse.bench.timing import cold_l2_time, eager_time
 
     first = group[0]
     b, n, h, d = first.batch, first.context, first.kv_heads, first.head_dim
@@ -193,37 +230,84 @@ def _time_group(group: list[DecodeShape], iters: int, flusher, gen: torch.Genera
     v_view = v_pages.view(b, -1, h, d)[:, :n].transpose(1, 2)
     q = torch.randn(b, first.q_heads, d, device="cuda", generator=gen, dtype=torch.bfloat16)
     scale = d**-0.5
-    dense, skipped, sparse = None, {}, None
-    if not with_flashinfer:
-        skipped = {"dense": "flashinfer not run", "fi_sparse": "flashinfer not run"}
-    else:
+    time_call = lambda fn: cold_l2_time(fn, flusher, iters)
+    dense, sparse = Anchor(reason=missing), None
+    if with_flashinfer:
         from ctxsparse.attention.flashinfer_backend import FlashInferDense, FlashInferVectorSparse
 
         try:
-            runner = FlashInferDense(q.device)
-            runner.plan(table, n, k_pages, first.q_heads, scale)
-            dense = cold_l2_time(lambda: runner.run(q, k_pages, v_pages), flusher, iters)
-        except Exception as err:  # a baseline's failure is recorded in its rows, not fatal
-            skipped["dense"] = f"flashinfer dense failed: {type(err).__name__}: {err}"
-        sparse = FlashInferVectorSparse(q.device)
+            dense = plan_anchor(
+                FlashInferDense(q.device),
+                lambda r: r.plan(table, n, k_pages, first.q_heads, scale, v_cache=v_pages),
+                lambda r: lambda: r.run(q, k_pages, v_pages),
+                time_call,
+            )
+            sparse = FlashInferVectorSparse(q.device)
+        except Exception as err:  # FlashInfer cannot even start here: every row says why
+            dense = Anchor(reason=f"flashinfer failed: {type(err).__name__}: {err}")
     for s in group:
-        row = DecodeRow(s, skipped=dict(skipped))
-        if dense is not None:
-            row.dense_us, row.timings["dense"] = dense.median_us, dense.as_dict()
+        row = DecodeRow(s)
+        if dense.timing is not None:
+            _record_anchor(row, "dense", dense)
+        else:
+            row.skipped["dense"] = dense.reason
         idx = random_selection(s, "cuda", gen)
         ours = functools.partial(sparse_decode, q, k_view, v_view, idx, scale=scale, backend="triton")
         timing = cold_l2_time(ours, flusher, iters)
         row.ours_us, row.timings["ours"] = timing.median_us, timing.as_dict()
-        if sparse is not None:
-            try:
-                sparse.plan(idx, None, k_view, v_view, s.q_heads, scale)
-                timing = cold_l2_time(functools.partial(sparse.run, q), flusher, iters)
-                row.fi_sparse_us, row.timings["fi_sparse"] = timing.median_us, timing.as_dict()
-                ref = sparse.run(q).float()
-                row.ours_vs_fi_rel_err = float((ours().float() - ref).norm() / ref.norm())
-            except Exception as err:
-                row.skipped["fi_sparse"] = f"flashinfer vector-sparse failed: {type(err).__name__}: {err}"
+        eager = eager_time(ours, flusher, iters)
+        row.ours_eager_us, row.ours_host_us = eager.device.median_us, eager.host_median_us
+        row.timings["ours_eager"] = eager.as_dict()
+        if sparse is None:
+            row.skipped["fi_sparse"] = dense.reason if with_flashinfer else missing
+            yield row
+            continue
+        fi = plan_anchor(sparse, lambda r, i=idx, hq=s.q_heads: r.plan(i, None, k_view, v_view, hq, scale),
+                         lambda r: functools.partial(r.run, q), time_call)  # fmt: skip
+        if fi.timing is None:
+            row.skipped["fi_sparse"] = f"flashinfer vector-sparse refused: {fi.reason}"
+        else:
+            _record_anchor(row, "fi_sparse", fi)
+            ref = sparse.run(q).float()
+            row.ours_vs_fi_rel_err = float((ours().float() - ref).norm() / ref.norm())
         yield row
+
+
+def _record_anchor(row: DecodeRow, method: str, anchor) -> None:
+    """The winning setting's median as the method's time; its timing and the choice record beside it."""
+    setattr(row, f"{method}_us", anchor.median_us)
+    row.timings[method] = anchor.timing.as_dict()
+    row.anchors[method] = anchor.record
+
+
+TARGETS = ((8, 131072, 50, 40.0), (1, 131072, 50, 15.0))  # (B, N, S, x over FlashInfer's best dense decode)
+
+
+def target_report(rows: list[DecodeRow]) -> list[dict]:
+    """The issue's targets: measured x over the best dense anchor, met or missed, and the byte ceiling
+    (dense bytes / sparse bytes) that bounds it; FlashInfer's own sparse path beside it."""
+    found = []
+    for b, n, sp, want in TARGETS:
+        row = next((r for r in rows if (r.shape.batch, r.shape.context, r.shape.sparsity) == (b, n, sp)), None)
+        if row is None:
+            continue
+        m = row.metrics()
+        x = m["ours_speedup_vs_dense"]
+        found.append({
+            "point": f"sparse_decode S={sp} B={b} N={n}", "speedup": x, "target": want,
+            "verdict": "not measured" if x is None else "met" if x >= want else f"missed by {want / x:.2f}x",
+            "byte_ceiling": row.shape.dense_bytes / row.shape.sparse_bytes,
+            "fi_sparse_speedup": m["fi_sparse_speedup_vs_dense"],
+            "dense_setting": row.anchors.get("dense", {}).get("setting"),
+        })  # fmt: skip
+    return found
+
+
+def describe_target(t: dict) -> str:
+    x = "-" if t["speedup"] is None else f"{t['speedup']:.1f}x"
+    fi = "" if t["fi_sparse_speedup"] is None else f"; FlashInfer sparse {t['fi_sparse_speedup']:.1f}x"
+    return (f"target {t['point']}: {x} over the best dense (>= {t['target']:g}x): {t['verdict']}; "
+            f"byte ceiling {t['byte_ceiling']:.1f}x{fi}; dense setting {t['dense_setting']}")  # fmt: skip
 
 
 def _by_cache(shapes: list[DecodeShape]) -> dict[tuple[int, int], list[DecodeShape]]:
@@ -247,14 +331,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run the grid, print the table, write the JSON; refuses to run without CUDA."""
-    gpu, copy_tbps, with_fi = start_gpu_run("decode", args)
-    rows = run_points(grid(args.batch, args.context, args.sparsity), args.iters, args.flush, with_fi)
+    run = start_gpu_run("decode", args)
+    bw = run.bandwidth
+    shapes = grid(args.batch, args.context, args.sparsity)
+    missing = run.flashinfer_note or "flashinfer not run"
+    rows = run_points(shapes, args.iters, args.flush, run.with_flashinfer, bw.copy_tbps, bw.peak_tbps, missing,
+                      args.budget_s)  # fmt: skip
     result = result_record(
-        gpu, copy_tbps, args, "CUDA-graph replay between cold-L2 flushes, CUDA events (rows' timings say if eager)"
+        run, args, "CUDA-graph replay between cold-L2 flushes, CUDA events; eager: un-graphed calls on an idle GPU"
     )
     result["setup"] = {"dtype": "bfloat16", "page_size": PAGE_SIZE, "selection": "random distinct, unsorted"}
-    result["rows"] = [r.as_dict() for r in rows]
-    path = write_result(result, args.output or results_path(args.output_dir, gpu, dt.date.today()))
-    print(format_table(rows, copy_tbps=copy_tbps))
+    result["rows"] = [r.as_dict(bw.copy_tbps, bw.peak_tbps) for r in rows]
+    result["targets"] = target_report(rows)
+    path = write_result(result, args.output or results_path(args.output_dir, run.gpu, dt.date.today()))
+    print(format_table(rows, copy_tbps=bw.copy_tbps, peak_tbps=bw.peak_tbps))
+    print("\n".join(describe_target(t) for t in result["targets"]))
     print(f"wrote {path}")
     return 0

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+from ctxsparse.bench.peaks import Bandwidth, bandwidth
 from ctxsparse.versions import versions
 
-PEAK_TBPS = 3.35  # H100 80GB HBM3 datasheet bandwidth
+ANCHOR_COLUMNS = "dense and FI-sparse times and every ratio against them"
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, iters: int, no_flashinfer_help: str) -> None:
@@ -19,10 +21,37 @@ def add_run_arguments(parser: argparse.ArgumentParser, iters: int, no_flashinfer
     parser.add_argument("--no-flashinfer", action="store_true", help=no_flashinfer_help)
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--output", type=Path, default=None, help="JSON path (default: named by GPU and date)")
+    budget_help = "start no new cache group after this many seconds (the rest are recorded as skipped)"
+    parser.add_argument("--budget-s", type=float, default=None, help=budget_help)
 
 
-def start_gpu_run(verb: str, args: argparse.Namespace) -> tuple[str, float, bool]:
-    """(GPU name, measured copy TB/s, FlashInfer in use); refuses without CUDA and prints the header."""
+@dataclass(frozen=True)
+class GpuRun:
+    """The GPU a benchmark runs on, its bandwidths, and whether the FlashInfer anchors run (and if not, why)."""
+
+    gpu: str
+    bandwidth: Bandwidth
+    with_flashinfer: bool
+    flashinfer_note: str | None = None
+
+    @property
+    def copy_tbps(self) -> float:
+        return self.bandwidth.copy_tbps
+
+
+def flashinfer_status(requested_off: bool, installed: bool) -> tuple[bool, str | None]:
+    """(run the FlashInfer anchors, a note naming the missing columns when they do not run)."""
+    if requested_off:
+        return False, f"FlashInfer anchors not run (--no-flashinfer): no {ANCHOR_COLUMNS}"
+    if not installed:
+        return False, (f"FlashInfer is not installed: no {ANCHOR_COLUMNS}; our kernels still run "
+                       "(pip install flashinfer-python for the anchors)")  # fmt: skip
+    return True, None
+
+
+def start_gpu_run(verb: str, args: argparse.Namespace) -> GpuRun:
+    """The GPU, its measured copy rate beside its datasheet peak, and the FlashInfer status; printed as a
+    header. Refuses without CUDA."""
     import torch
 
     if not torch.cuda.is_available():
@@ -31,19 +60,27 @@ def start_gpu_run(verb: str, args: argparse.Namespace) -> tuple[str, float, bool
     from ctxsparse.bench.timing import copy_bandwidth_tbps
 
     gpu = torch.cuda.get_device_name()
-    copy_tbps = copy_bandwidth_tbps()
-    print(f"{gpu}: device-to-device copy {copy_tbps:.2f} TB/s (read + write); peak {PEAK_TBPS} TB/s", flush=True)
-    return gpu, copy_tbps, not args.no_flashinfer and flashinfer_available()
+    bw = bandwidth(gpu, copy_bandwidth_tbps())
+    print(f"{gpu}: device-to-device copy {bw.copy_tbps:.2f} TB/s (read + written); {bw.note}", flush=True)
+    with_fi, note = flashinfer_status(args.no_flashinfer, flashinfer_available())
+    if note:
+        print(note, flush=True)
+    return GpuRun(gpu, bw, with_fi, note)
 
 
-def result_record(gpu: str, copy_tbps: float, args: argparse.Namespace, method: str) -> dict:
-    """The fields every benchmark JSON starts with: GPU, date, versions, bandwidths, how it was timed."""
+def result_record(run: GpuRun, args: argparse.Namespace, method: str) -> dict:
+    """The fields every benchmark JSON starts with: GPU, date, versions, bandwidths, anchors, how it was timed."""
     return {
-        "gpu": gpu,
+        "gpu": run.gpu,
         "date": dt.date.today().isoformat(),
         "versions": versions(),
-        "peak_tbps": PEAK_TBPS,
-        "copy_tbps": copy_tbps,
+        **run.bandwidth.as_dict(),
+        "efficiency_basis": "copy_tbps",
+        "anchors": {
+            "flashinfer": run.with_flashinfer,
+            "note": run.flashinfer_note,
+            "dense": "FlashInfer paged decode, faster of use_tensor_cores off/on timed per shape",
+        },  # fmt: skip
         "timing": {"statistic": "median", "iters": args.iters, "l2_flush": args.flush, "unit": "us", "method": method},
     }
 

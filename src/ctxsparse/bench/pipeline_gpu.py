@@ -8,6 +8,7 @@ cache uses random channels per kv head; Quest's page bounds come from the keys.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -123,41 +124,62 @@ def time_point(shape: PipelineShape, cache: Cache, flusher, iters: int, with_fi:
     return row
 
 
-def _time_dense(shape: PipelineShape, cache: Cache, flusher, iters: int) -> tuple[Timing | None, str | None]:
+def _time_dense(shape: PipelineShape, cache: Cache, flusher, iters: int):
+    """FlashInfer's dense decode on this cache, both use_tensor_cores settings timed, the faster kept (an Anchor)."""
     from ctxsparse.attention.flashinfer_backend import FlashInferDense
+    from ctxsparse.bench.anchors import Anchor, plan_anchor
 
     try:
         runner = FlashInferDense(cache.q.device)
-        runner.plan(cache.table, shape.context, cache.k_pages, shape.q_heads, shape.head_dim**-0.5)
-        return cold_l2_time(lambda: runner.run(cache.q, cache.k_pages, cache.v_pages), flusher, iters), None
-    except Exception as err:  # a baseline's failure is recorded in its rows, not fatal
+    except Exception as err:  # FlashInfer cannot start: every row of this cache says why
+        return Anchor(reason=f"flashinfer dense failed: {type(err).__name__}: {err}")
+    anchor = plan_anchor(
+        runner,
+        lambda r: r.plan(cache.table, shape.context, cache.k_pages, shape.q_heads, shape.head_dim**-0.5,
+                         v_cache=cache.v_pages),
+        lambda r: lambda: r.run(cache.q, cache.k_pages, cache.v_pages),
+        lambda fn: cold_l2_time(fn, flusher, iters),
+    )  # fmt: skip
+    if anchor.reason:
         torch.cuda.synchronize()
-        return None, f"flashinfer dense failed: {type(err).__name__}: {err}"
+        anchor.reason = f"flashinfer dense refused: {anchor.reason}"
+    return anchor
 
 
 def run_points(
-    shapes: list[PipelineShape], iters: int, flush: str, with_fi: bool, with_topk: bool, copy_tbps: float
-) -> list[PipelineRow]:
-    """Time every point, printing each row as it lands; one cache and one dense timing per (batch, context)."""
+    shapes: list[PipelineShape], iters: int, flush: str, with_fi: bool, with_topk: bool, copy_tbps: float,
+    missing: str = "flashinfer not run", budget_s: float | None = None,
+) -> list[PipelineRow]:  # fmt: skip
+    """Time every point, printing each row as it lands; one cache and one dense timing per (batch, context).
+
+    budget_s: no new cache group starts once this many seconds have passed; its points are recorded as skipped.
+    """
     flusher = L2Flusher("cuda", flush)
     gen = torch.Generator(device="cuda").manual_seed(0)
     groups: dict[tuple[int, int], list[PipelineShape]] = {}
     for s in shapes:
         groups.setdefault((s.batch, s.context), []).append(s)
     rows: list[PipelineRow] = []
+    start = time.monotonic()
     for group in groups.values():
         reason = _fits(group[0])
+        if budget_s is not None and time.monotonic() - start > budget_s:
+            reason = f"time budget of {budget_s:.0f} s spent before this (batch, context)"
         if reason:
-            rows += [PipelineRow(s, skipped={"all": f"out of memory: {reason}"}) for s in group]
+            rows += [PipelineRow(s, skipped={"all": reason}) for s in group]
             continue
         cache = build_cache(group[0], {s.page_size for s in group if s.indexer == "quest"}, gen)
-        dense, why = _time_dense(group[0], cache, flusher, iters) if with_fi else (None, "flashinfer not run")
+        dense = _time_dense(group[0], cache, flusher, iters) if with_fi else None
         for s in group:
             row = time_point(s, cache, flusher, iters, with_fi, with_topk)
-            if dense is not None:
-                row.dense_us, row.timings["dense"] = dense.median_us, dense.as_dict()
+            if dense is not None and dense.timing is not None:
+                row.dense_us, row.timings["dense"], row.anchors["dense"] = (
+                    dense.median_us,
+                    dense.timing.as_dict(),
+                    dense.record,
+                )
             else:
-                row.skipped["dense"] = why
+                row.skipped["dense"] = missing if dense is None else dense.reason
             print(format_table([row], copy_tbps, header=not rows), flush=True)
             rows.append(row)
         del cache

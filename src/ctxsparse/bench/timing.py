@@ -10,6 +10,7 @@ loops run in serving, and a short device spin lets the host queue it before the 
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -117,3 +118,40 @@ def copy_bandwidth_tbps(device: torch.device | str | None = None, nbytes: int = 
     dst = torch.empty_like(src)
     timing = cold_l2_time(lambda: dst.copy_(src), L2Flusher(src.device, "none"), iters=iters, warmup=3, graph=False)
     return 2 * nbytes / (timing.median_us * 1e-6) / 1e12
+
+
+@dataclass(frozen=True)
+class EagerTiming:
+    """Un-graphed calls on an idle GPU: device µs between CUDA events around the call (host work inside the
+    call shows when it outlasts the kernels), and host µs the Python call itself took."""
+
+    device: Timing
+    host_median_us: float
+
+    def as_dict(self) -> dict[str, float]:
+        return self.device.as_dict() | {"host_median_us": self.host_median_us}
+
+
+def eager_time(fn: Callable[[], object], flusher: L2Flusher, iters: int = 50, warmup: int = 5) -> EagerTiming:
+    """Median time of fn() called eagerly (no graph) on an idle GPU with a cold L2.
+
+    Before each call the L2 is flushed and the device drained, so the start event fires at once and the
+    kernels wait for the host: the events span the host's launch work plus the device time. perf_counter
+    around the same call gives the host time alone.
+    """
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters)]
+    host = []
+    for start, end in events:
+        flusher()
+        torch.cuda.synchronize()
+        start.record()
+        t0 = time.perf_counter()
+        fn()
+        host.append(1e6 * (time.perf_counter() - t0))
+        end.record()
+    torch.cuda.synchronize()
+    device = summarize([1000.0 * s.elapsed_time(e) for s, e in events])
+    return EagerTiming(device, statistics.median(host))
