@@ -28,6 +28,8 @@ if not CUDA and not kernel.INTERPRETED:  # imported earlier without the interpre
 from ctxsparse.attention import sparse_attention_reference, sparse_decode  # noqa: E402
 from ctxsparse.selection import Selection  # noqa: E402
 
+sparse_decode_module = importlib.import_module("ctxsparse.attention.sparse_decode")
+
 # ||out - ref|| / ||ref|| against the fp32 reference on the same (rounded) inputs.
 REL_TOL = {torch.bfloat16: 1.5e-2, torch.float16: 3e-3}
 LSE_TOL = 2e-3
@@ -276,6 +278,7 @@ def test_split_plan_does_not_depend_on_call_order(monkeypatch):
     def launched_plan(k: int) -> tuple[int, int]:
         q, keys, values, idx, _, _ = make_case(23, torch.bfloat16, 128, False, False, False, shape=(32, 32, 8, 4096, k))
         plans.clear()
+        monkeypatch.setattr(sparse_decode_module, "_PLANS", {})  # plan afresh, not from an earlier call's plan
         sparse_decode(q, keys, values, idx, backend="triton")
         return plans[-1]
 
@@ -293,7 +296,8 @@ def test_no_host_sync_and_cuda_graph_capture():
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")  # any device->host wait inside raises
     try:
-        sparse_decode(q, keys, values, idx, lengths=lengths, weights=weights, backend="triton")
+        for _ in range(2):  # the call that plans, then the planned fast path
+            sparse_decode(q, keys, values, idx, lengths=lengths, weights=weights, backend="triton")
     finally:
         torch.cuda.set_sync_debug_mode("default")
     out = torch.empty_like(q)
@@ -341,3 +345,48 @@ def test_flashinfer_row_folding_names_the_selected_rows(per_query_head, paged):
         cache, table = to_pages(keys, 8, 19)
     rows = folded_rows(idx, cache, q.shape[1], table)
     torch.testing.assert_close(single_row_view(cache)[rows.view(-1), 0, 0].view_as(expected), expected)
+
+
+def test_repeated_calls_reuse_one_plan_and_stay_exact(monkeypatch):
+    """The eager fast path: a call with the signature (shapes, strides, dtypes, alignment) of an earlier one
+    launches that call's plan without checks; fresh data each call must still match the reference."""
+    monkeypatch.setattr(sparse_decode_module, "_PLANS", {})
+    planned = []
+    real = kernel.plan_decode
+    monkeypatch.setattr(kernel, "plan_decode", lambda *a, **kw: planned.append(1) or real(*a, **kw))
+    for seed in (31, 32, 33):
+        q, keys, values, idx, lengths, weights = make_case(seed, torch.float16, 64, False, True, True)
+        out, lse = sparse_decode(q, keys, values, idx, lengths=lengths, weights=weights, backend="triton",
+                                 return_lse=True)  # fmt: skip
+        ref, ref_lse = reference(q, keys, values, idx, lengths, weights)
+        assert rel_err(out, ref) < REL_TOL[torch.float16]
+        check_lse(lse, ref_lse)
+    assert len(planned) == 1 and len(sparse_decode_module._PLANS) == 1
+    # the same data through a Selection, a fixed output buffer, and a q misaligned by one element: new plans
+    sel = Selection(idx[:, :, None], lengths[:, :, None], weights[:, :, None])
+    buffer = torch.empty_like(q)
+    assert sparse_decode(q, keys, values, sel, backend="triton", out=buffer).data_ptr() == buffer.data_ptr()
+    shifted = torch.empty(q.numel() + 1, dtype=q.dtype, device=q.device)[1:].view_as(q).copy_(q)
+    again = sparse_decode(shifted, keys, values, idx, lengths=lengths, weights=weights, backend="triton")
+    for res in (buffer, again):
+        assert rel_err(res, ref) < REL_TOL[torch.float16]
+    assert len(planned) == 3
+    # debug checks the device data on every call, planned signature or not
+    bad = idx.clone()
+    bad[0, 0, 0] = keys.shape[2]
+    lengths = lengths.clone()
+    lengths[0, 0] = idx.shape[2]
+    with pytest.raises(IndexError, match="selection indices must lie"):
+        sparse_decode(q, keys, values, bad, lengths=lengths, weights=weights, backend="triton", debug=True)
+
+
+def test_a_planned_signature_does_not_let_bad_input_through(monkeypatch):
+    monkeypatch.setattr(sparse_decode_module, "_PLANS", {})
+    q, keys, values, idx, lengths = _bad_inputs()
+    sparse_decode(q, keys, values, idx, lengths=lengths, backend="triton")
+    with pytest.raises(TypeError, match="share a dtype"):
+        sparse_decode(q.half(), keys, values, idx, lengths=lengths, backend="triton")
+    with pytest.raises(ValueError, match="lengths must be"):
+        sparse_decode(q, keys, values, idx, lengths=lengths[:, :1], backend="triton")
+    with pytest.raises(ValueError, match="q must be"):
+        sparse_decode("q", keys, values, idx, lengths=lengths, backend="triton")

@@ -4,10 +4,16 @@ The public entry checks shapes, dtypes and devices on the host (cheap, never a d
 the call to the Triton kernel, the torch reference or FlashInfer's vector-sparse path. The full range
 check of indices and page ids needs the device data, so it runs only with debug=True or
 CTXSPARSE_DEBUG=1 in the environment.
+
+Eager calls are cheap on the host: every check depends only on the inputs' shapes, strides, dtypes,
+devices and alignment, and so does the Triton launch plan, so both are done once per such signature and
+the plan is kept (FlashInfer's plan/run split, without a separate plan call). A repeated call builds its
+signature, finds the plan and launches.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
@@ -35,9 +41,9 @@ def _as_rows(
             _fail(ValueError, "pass lengths/weights inside the Selection, not as keywords, when giving one.")
         if selection.indices.shape[2] != 1:
             _fail(ValueError, f"decode reads one query token per row (Tq = 1); got Tq = {selection.indices.shape[2]}.")
-        lengths = None if selection.lengths is None else selection.lengths[:, :, 0]
-        weights = None if selection.weights is None else selection.weights[:, :, 0]
-        return selection.indices[:, :, 0], lengths, weights
+        lengths = None if selection.lengths is None else selection.lengths.select(2, 0)
+        weights = None if selection.weights is None else selection.weights.select(2, 0)
+        return selection.indices.select(2, 0), lengths, weights
     if not isinstance(selection, torch.Tensor):
         _fail(TypeError, f"selection must be a Selection or an index tensor [B, H, k]; got {type(selection)}.")
     if selection.dim() != 3:
@@ -127,10 +133,30 @@ def _debug_enabled(debug: bool | None) -> bool:
     return os.environ.get("CTXSPARSE_DEBUG", "0") not in ("", "0") if debug is None else debug
 
 
+@functools.cache
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
 def _kernel_ready(q: torch.Tensor) -> bool:
     if q.dtype not in KERNEL_DTYPES or q.shape[-1] not in KERNEL_HEAD_DIMS:
         return False
-    return q.is_cuda and importlib.util.find_spec("triton") is not None
+    return q.is_cuda and _triton_installed()
+
+
+# Planned Triton launches by call signature (see _signature); the checks passed for every signature here.
+_PLANS: dict[tuple, object] = {}
+MAX_PLANS = 4096  # a process that cycles through more signatures than this re-plans from scratch
+
+
+def _describe(t: torch.Tensor | None) -> tuple | None:
+    """What the checks and the launch plan read of a tensor: shape, strides, dtype, device, 16-byte alignment."""
+    return None if t is None else (t.shape, t.stride(), t.dtype, t.device, t.data_ptr() % 16 == 0)
+
+
+def _signature(q, k_cache, v_cache, indices, lengths, weights, page_table, out, scale, backend, return_lse) -> tuple:
+    return (backend, scale, return_lse, _describe(q), _describe(k_cache), _describe(v_cache), _describe(indices),
+            _describe(lengths), _describe(weights), _describe(page_table), _describe(out))  # fmt: skip
 
 
 def _reference(q, k_cache, v_cache, indices, lengths, weights, scale, page_table, return_lse):
@@ -179,6 +205,16 @@ def sparse_decode(
     if backend not in BACKENDS:
         _fail(ValueError, f"unknown backend {backend!r}; choose one of {BACKENDS}.")
     indices, lengths, weights = _as_rows(selection, lengths, weights)
+    signature = None
+    if backend != "reference" and backend != "flashinfer" and not _debug_enabled(debug):
+        try:
+            signature = _signature(q, k_cache, v_cache, indices, lengths, weights, page_table, out, scale, backend,
+                                   return_lse)  # fmt: skip
+        except (AttributeError, TypeError):  # not tensors: the checks below say what is wrong
+            signature = None
+        launch = _PLANS.get(signature) if signature is not None else None
+        if launch is not None:
+            return launch(q, k_cache, v_cache, indices, lengths, weights, page_table, out)
     if not isinstance(q, torch.Tensor) or q.dim() != 3:
         _fail(ValueError, f"q must be [B, Hq, D]; got {getattr(q, 'shape', type(q))}.")
     num_kv_heads, positions = _check_cache(q, k_cache, v_cache, page_table)
@@ -191,17 +227,19 @@ def sparse_decode(
         _fail(ValueError, f"out must be {q.dtype} {tuple(q.shape)} on {q.device}; got {out.dtype} {tuple(out.shape)}.")
     if _debug_enabled(debug):
         _check_ranges(indices, lengths, positions, page_table, k_cache.shape[0])
-    scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
+    scale_value = q.shape[-1] ** -0.5 if scale is None else float(scale)
     if backend == "auto":
         backend = "triton" if _kernel_ready(q) else "reference"
 
     if backend in ("reference", "flashinfer"):
         if backend == "reference":
-            res = _reference(q, k_cache, v_cache, indices, lengths, weights, scale, page_table, True)
+            res = _reference(q, k_cache, v_cache, indices, lengths, weights, scale_value, page_table, True)
         else:
             from ctxsparse.attention.flashinfer_backend import flashinfer_sparse_decode
 
-            res = flashinfer_sparse_decode(q, k_cache, v_cache, indices, lengths, weights, scale, page_table, True)
+            res = flashinfer_sparse_decode(
+                q, k_cache, v_cache, indices, lengths, weights, scale_value, page_table, True
+            )
         result = res[0] if out is None else out.copy_(res[0])
         return (result, res[1]) if return_lse else result
     if q.dtype not in KERNEL_DTYPES or q.shape[-1] not in KERNEL_HEAD_DIMS:
@@ -210,10 +248,15 @@ def sparse_decode(
             f"the triton backend takes {KERNEL_DTYPES} with head_dim in {KERNEL_HEAD_DIMS}; got {q.dtype}, "
             f"head_dim {q.shape[-1]}. Use backend='reference'.",
         )
-    if importlib.util.find_spec("triton") is None:
+    if not _triton_installed():
         _fail(RuntimeError, "backend='triton' needs the triton package (pip install ctxsparse[gpu]).")
-    from ctxsparse.attention.triton_decode import INTERPRETED, triton_sparse_decode
+    from ctxsparse.attention.triton_decode import INTERPRETED, plan_decode
 
     if not q.is_cuda and not INTERPRETED:
         _fail(ValueError, f"the triton backend needs CUDA tensors; got {q.device}. Use backend='reference'.")
-    return triton_sparse_decode(q, k_cache, v_cache, indices, lengths, weights, scale, page_table, return_lse, out=out)
+    launch = plan_decode(q, k_cache, v_cache, indices, lengths, weights, scale_value, page_table, return_lse, out=out)
+    if signature is not None:
+        if len(_PLANS) >= MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[signature] = launch
+    return launch(q, k_cache, v_cache, indices, lengths, weights, page_table, out)

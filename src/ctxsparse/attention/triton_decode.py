@@ -11,13 +11,15 @@ CUDA graph. Validation lives in sparse_decode.py; this module assumes checked in
 from __future__ import annotations
 
 import functools
-import math
+import os
 from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 from triton.runtime.interpreter import InterpretedFunction
+
+from ctxsparse.attention.split_plan import DecodeConfig, default_config, plan_splits, resident_programs
 
 LOG2E = 1.4426950408889634  # exp(x) = exp2(x * log2(e))
 
@@ -169,61 +171,6 @@ def _merge_kernel(
 INTERPRETED = isinstance(_split_kernel, InterpretedFunction)
 
 
-@dataclass(frozen=True)
-class DecodeConfig:
-    """Launch shape: selected tokens per tile, warps, pipeline depth, and split limits (programs_per_sm
-    steers the split count only where the kernel's occupancy cannot be read, as in the interpreter)."""
-
-    block_n: int
-    num_warps: int = 4
-    num_stages: int = 3  # 3: the index tile two iterations ahead, the K/V tiles one ahead
-    programs_per_sm: int = 8
-    max_splits: int = 64
-    pdl: bool = True  # programmatic dependent launch of the merge kernel (used on Hopper and newer)
-
-
-def default_config(head_dim: int) -> DecodeConfig:
-    """8 KB [BLOCK_N, D] bf16 tiles (32 rows at D = 128): the best geometric mean of an H100 sweep."""
-    return DecodeConfig(block_n=max(16, 4096 // head_dim))
-
-
-PROLOGUE_TILES = 0.5  # a program's start (query, first index and K/V round trips) costs about half a tile
-
-
-def plan_splits(
-    rows: int, num_slots: int, num_sms: int, config: DecodeConfig, resident_per_sm: int | None = None
-) -> tuple[int, int]:
-    """(splits, chunk): cut each row's k slots into splits of `chunk` slots, whole tiles each.
-
-    With the kernel's occupancy known (resident_per_sm programs fit on an SM at once), the programs run
-    in waves of num_sms * resident_per_sm, and a wave lasts as long as one split: pick the split count
-    that minimises waves * (tiles per split + PROLOGUE_TILES), ties to fewer splits. A last wave filled
-    by a few programs costs as much as a full one, so programs = rows * splits should sit just under a
-    multiple of the wave. Without the occupancy (the CPU interpreter), aim for programs_per_sm * SMs.
-    Shapes only: no device data, no host synchronisation.
-    """
-    blocks = max(1, math.ceil(num_slots / config.block_n))
-    most = max(1, min(blocks, config.max_splits))
-    if resident_per_sm is None:
-        want = max(1, min(math.ceil(config.programs_per_sm * num_sms / max(rows, 1)), most))
-        per_split = math.ceil(blocks / want)
-    else:
-        wave = resident_per_sm * num_sms
-        cost = lambda bps: math.ceil(rows * math.ceil(blocks / bps) / wave) * (bps + PROLOGUE_TILES)
-        per_split = min(sorted({math.ceil(blocks / s) for s in range(1, most + 1)}, reverse=True), key=cost)
-    return math.ceil(blocks / per_split), per_split * config.block_n
-
-
-def resident_programs(n_regs: int, shared_bytes: int, num_warps: int, props) -> int:
-    """Programs of one kernel that fit on an SM at once: the least of the register, shared-memory,
-    thread and block limits (registers go to warps in units of 256, the driver keeps 1 KB per block)."""
-    warp_regs = math.ceil(max(n_regs, 1) * 32 / 256) * 256
-    by_regs = getattr(props, "regs_per_multiprocessor", 65536) // (warp_regs * num_warps)
-    by_smem = getattr(props, "shared_memory_per_multiprocessor", 233472) // (shared_bytes + 1024)
-    by_threads = getattr(props, "max_threads_per_multi_processor", 2048) // (32 * num_warps)
-    return max(1, min(by_regs, by_smem, by_threads, 32))
-
-
 _RESIDENT: dict[tuple, int | None] = {}
 
 
@@ -267,7 +214,71 @@ def _num_sms(device: torch.device) -> int:
     return 2  # Triton's CPU interpreter: two "SMs", so small tests still run several splits
 
 
-def triton_sparse_decode(
+# Launch through Triton's JIT entry on every call instead of the compiled kernels (slower on the host; a
+# fallback should a Triton release change the compiled-kernel launch API).
+JIT_LAUNCH_ENV = "CTXSPARSE_TRITON_JIT_LAUNCH"
+
+
+@dataclass
+class DecodeLaunch:
+    """A planned sparse decode for one call signature: the split plan, the kernel arguments that are not
+    per-call tensors, and the two launchers. Calling it allocates the outputs and scratch and launches.
+
+    Planning (occupancy, split count, argument lists, compilation) is host work done once per signature;
+    a call does a few allocations and one or two launches of the already compiled kernels.
+    """
+
+    splits: int
+    chunk: int
+    out_shape: tuple[int, int, int]
+    return_lse: bool
+    scratch: int  # float32 elements per partial-state vector (m and l), padded to 16 bytes
+    head_dim: int
+    split_launch: object
+    split_tail: tuple
+    merge_launch: object | None
+    merge_tail: tuple
+
+    def __call__(self, q, k_cache, v_cache, indices, lengths, weights, page_table, out=None):
+        dev = q.device
+        if out is None:
+            out = torch.empty(self.out_shape, dtype=q.dtype, device=dev)
+        lse = torch.empty(self.out_shape[:2], dtype=torch.float32, device=dev) if self.return_lse else out
+        if self.splits > 1:
+            # m and l per (query row, split), then acc [rows * splits, D]: one allocation, three views
+            n = self.scratch
+            work = torch.empty(n * (2 + self.head_dim), dtype=torch.float32, device=dev)
+            part_m, part_l, part_acc = work[:n], work[n : 2 * n], work[2 * n :]
+        else:
+            part_m = part_l = part_acc = out  # not touched when SINGLE_SPLIT
+        # absent optional inputs still need a pointer; their loads are compiled out
+        len_t = indices if lengths is None else lengths
+        w_t = indices if weights is None else weights
+        pt = indices if page_table is None else page_table
+        self.split_launch(q, k_cache, v_cache, indices, len_t, w_t, pt, out, lse, part_m, part_l, part_acc,
+                          *self.split_tail)  # fmt: skip
+        if self.merge_launch is not None:
+            self.merge_launch(part_m, part_l, part_acc, out, lse, *self.merge_tail)
+        return (out, lse) if self.return_lse else out
+
+
+def _launcher(kernel, args: tuple, grid: tuple[int, ...], options: dict):
+    """A callable launching kernel on grid with positional args: its compiled form where available (no
+    per-call specialisation or cache lookup), else Triton's JIT entry (the interpreter, or on request)."""
+    if INTERPRETED or os.environ.get(JIT_LAUNCH_ENV, "0") not in ("", "0"):
+        return functools.partial(kernel[grid], **options)
+    compiled = kernel.warmup(*args, grid=grid, **options)
+    if hasattr(compiled, "result"):  # compiled asynchronously
+        compiled = compiled.result()
+    return compiled[tuple(grid) + (1,) * (3 - len(grid))]
+
+
+def _constexprs(kernel, given: int, values: dict) -> tuple:
+    """The values of kernel's parameters after the first `given`, in declaration order, from `values`."""
+    return tuple(values[n] for n in kernel.arg_names[given:])
+
+
+def plan_decode(
     q: torch.Tensor,
     k_cache: torch.Tensor,
     v_cache: torch.Tensor,
@@ -279,13 +290,9 @@ def triton_sparse_decode(
     return_lse: bool,
     config: DecodeConfig | None = None,
     out: torch.Tensor | None = None,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Launch the split and merge kernels on checked inputs.
-
-    q [B, Hq, D]; caches [B, Hkv, N, D] (any strides, D contiguous) or paged [pages, page_size, Hkv, D]
-    with page_table [B, max_pages]; indices [B, H, k] with H = Hkv or Hq; lengths [B, H]; weights [B, H, k].
-    `out` [B, Hq, D] (D contiguous) is written in place when given.
-    """
+) -> DecodeLaunch:
+    """Plan the split and merge kernels for checked inputs of this signature (shapes, strides, dtypes,
+    alignment, which optional inputs are given): the returned DecodeLaunch serves every call that matches."""
     bsz, num_q_heads, head_dim = q.shape
     paged = page_table is not None
     num_kv_heads = k_cache.shape[2] if paged else k_cache.shape[1]
@@ -308,7 +315,6 @@ def triton_sparse_decode(
         ks = (k_cache.stride(0), k_cache.stride(2), k_cache.stride(1))
         vs = (v_cache.stride(0), v_cache.stride(2), v_cache.stride(1))
         page_size, pt, pt_strides = 1, indices, (0, 0)
-    # Absent optional inputs still need a pointer; their loads are compiled out.
     len_t, len_strides = (lengths, lengths.stride()) if lengths is not None else (indices, (0, 0))
     w_t, w_strides = (weights, weights.stride()) if weights is not None else (indices, (0, 0, 0))
     upcast = INTERPRETED and q.dtype == torch.bfloat16
@@ -318,13 +324,14 @@ def triton_sparse_decode(
         HEAD_DIM=head_dim, PAGED=paged, PAGE_SIZE=page_size, HAS_LEN=lengths is not None,
         HAS_W=weights is not None, RETURN_LSE=return_lse,
         UPCAST=upcast, DOT_PRECISION="ieee" if upcast else "tf32",
-        num_warps=config.num_warps, num_stages=config.num_stages,
     )  # fmt: skip
+    options = dict(num_warps=config.num_warps, num_stages=config.num_stages)
 
-    def args(part_m, part_l, part_acc, chunk, splits):
+    def tensors(part_m, part_l, part_acc) -> tuple:
+        return (q, k_cache, v_cache, indices, len_t, w_t, pt, out, lse, part_m, part_l, part_acc)
+
+    def scalars(chunk: int, splits: int) -> tuple:
         return (
-            q, k_cache, v_cache, indices, len_t, w_t, pt,
-            out, lse, part_m, part_l, part_acc,
             q.stride(0), q.stride(1), *ks, *vs, *indices.stride(), *len_strides, *w_strides, *pt_strides,
             out.stride(0), out.stride(1),
             num_sel_heads, num_q_heads, num_q_heads // num_kv_heads, num_slots, chunk, splits, scale * LOG2E,
@@ -332,28 +339,55 @@ def triton_sparse_decode(
 
     # Re-plan with the kernel's occupancy, read from its compiled form once per variant and device. The
     # key holds what Triton specialises on, so one shape's variant never sets another shape's plan.
-    probe_args = args(out, out, out, chunk, splits)
-    key = (q.device, tuple(sorted((k, str(v)) for k, v in flags.items())), triton_variant(probe_args))
-    compile_kernel = lambda: _split_kernel.warmup(*probe_args, grid=(1,), SINGLE_SPLIT=False, PDL=pdl_ok, **flags)
+    probe_args = tensors(out, out, out) + scalars(chunk, splits)
+    key = (q.device, tuple(sorted((k, str(v)) for k, v in (flags | options).items())), triton_variant(probe_args))
+    compile_kernel = lambda: _split_kernel.warmup(
+        *probe_args, grid=(1,), SINGLE_SPLIT=False, PDL=pdl_ok, **flags, **options
+    )
     resident = _resident_per_sm(key, q.device, config.num_warps, compile_kernel)
     if resident is not None:
         splits, chunk = plan_splits(rows, num_slots, num_sms, config, resident)
     pdl = pdl_ok and splits > 1
-    if splits > 1:
-        part_m = torch.empty(bsz * num_q_heads * splits, dtype=torch.float32, device=q.device)
-        part_l = torch.empty_like(part_m)
-        part_acc = torch.empty(bsz * num_q_heads * splits, head_dim, dtype=torch.float32, device=q.device)
-    else:
-        part_m = part_l = part_acc = out  # not touched when SINGLE_SPLIT
 
-    _split_kernel[(rows, splits)](
-        *args(part_m, part_l, part_acc, chunk, splits), SINGLE_SPLIT=splits == 1, PDL=pdl, **flags
+    scratch = -(-bsz * num_q_heads * splits // 4) * 4  # whole 16-byte groups: every view stays aligned
+    work = torch.empty(scratch * (2 + head_dim) if splits > 1 else 0, dtype=torch.float32, device=q.device)
+    parts = (work[:scratch], work[scratch : 2 * scratch], work[2 * scratch :]) if splits > 1 else (out, out, out)
+    head = tensors(*parts)
+    split_tail = scalars(chunk, splits)
+    split_tail += _constexprs(
+        _split_kernel, len(head) + len(split_tail), flags | {"SINGLE_SPLIT": splits == 1, "PDL": pdl}
     )
+    split_launch = _launcher(_split_kernel, head + split_tail, (rows, splits), options)
+    merge_launch, merge_tail = None, ()
     if splits > 1:
-        _merge_kernel[(bsz * num_q_heads,)](
-            part_m, part_l, part_acc, out, lse,
-            out.stride(0), out.stride(1), num_q_heads, splits,
-            SPLITS=triton.next_power_of_2(splits), HEAD_DIM=head_dim, RETURN_LSE=return_lse, PDL=pdl,
-            num_warps=4 if head_dim <= 128 else 8, **({"launch_pdl": True} if pdl else {}),
-        )  # fmt: skip
-    return (out, lse) if return_lse else out
+        merge_head = (*parts, out, lse)
+        merge_tail = (out.stride(0), out.stride(1), num_q_heads, splits)
+        merge_consts = dict(SPLITS=triton.next_power_of_2(splits), HEAD_DIM=head_dim, RETURN_LSE=return_lse, PDL=pdl)
+        merge_tail += _constexprs(_merge_kernel, len(merge_head) + len(merge_tail), merge_consts)
+        merge_options = {"num_warps": 4 if head_dim <= 128 else 8, **({"launch_pdl": True} if pdl else {})}
+        merge_launch = _launcher(_merge_kernel, merge_head + merge_tail, (bsz * num_q_heads,), merge_options)
+    return DecodeLaunch(splits, chunk, (bsz, num_q_heads, head_dim), return_lse, scratch, head_dim, split_launch,
+                        split_tail, merge_launch, merge_tail)  # fmt: skip
+
+
+def triton_sparse_decode(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    indices: torch.Tensor,
+    lengths: torch.Tensor | None,
+    weights: torch.Tensor | None,
+    scale: float,
+    page_table: torch.Tensor | None,
+    return_lse: bool,
+    config: DecodeConfig | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Plan and launch the split and merge kernels on checked inputs (sparse_decode keeps the plans).
+
+    q [B, Hq, D]; caches [B, Hkv, N, D] (any strides, D contiguous) or paged [pages, page_size, Hkv, D]
+    with page_table [B, max_pages]; indices [B, H, k] with H = Hkv or Hq; lengths [B, H]; weights [B, H, k].
+    `out` [B, Hq, D] (D contiguous) is written in place when given.
+    """
+    launch = plan_decode(q, k_cache, v_cache, indices, lengths, weights, scale, page_table, return_lse, config, out)
+    return launch(q, k_cache, v_cache, indices, lengths, weights, page_table, out)
