@@ -214,21 +214,21 @@ def run_points(
 def _time_group(
     group: list[DecodeShape], iters: int, flusher, gen: torch.Generator, with_flashinfer: bool, missing: str
 ):
-    """Yield the rows of points that share one cache (same batch and context)."""
+    """Yield the rows of points that share one cache (same batch and context), built on gen's device."""
     from ctxsparse.attention import sparse_decode
     from ctxsparse.bench.anchors import Anchor, plan_anchor
     from ctxsparse.bench.timing import cold_l2_time, eager_time
 
-    first = group[0]
+    first, dev = group[0], gen.device
     b, n, h, d = first.batch, first.context, first.kv_heads, first.head_dim
     pages = b * math.ceil(n / PAGE_SIZE)
-    k_pages = torch.randn(pages, PAGE_SIZE, h, d, device="cuda", generator=gen, dtype=torch.bfloat16)
-    v_pages = torch.randn(pages, PAGE_SIZE, h, d, device="cuda", generator=gen, dtype=torch.bfloat16)
-    table = torch.arange(pages, device="cuda", dtype=torch.int32).view(b, -1)
+    k_pages = torch.randn(pages, PAGE_SIZE, h, d, device=dev, generator=gen, dtype=torch.bfloat16)
+    v_pages = torch.randn(pages, PAGE_SIZE, h, d, device=dev, generator=gen, dtype=torch.bfloat16)
+    table = torch.arange(pages, device=dev, dtype=torch.int32).view(b, -1)
     # [B, Hkv, N, D] views of the token-major pages: strides (N*Hkv*D, D, Hkv*D, 1)
     k_view = k_pages.view(b, -1, h, d)[:, :n].transpose(1, 2)
     v_view = v_pages.view(b, -1, h, d)[:, :n].transpose(1, 2)
-    q = torch.randn(b, first.q_heads, d, device="cuda", generator=gen, dtype=torch.bfloat16)
+    q = torch.randn(b, first.q_heads, d, device=dev, generator=gen, dtype=torch.bfloat16)
     scale = d**-0.5
     time_call = lambda fn: cold_l2_time(fn, flusher, iters)
     dense, sparse = Anchor(reason=missing), None
@@ -251,7 +251,7 @@ def _time_group(
             _record_anchor(row, "dense", dense)
         else:
             row.skipped["dense"] = dense.reason
-        idx = random_selection(s, "cuda", gen)
+        idx = random_selection(s, dev, gen)
         ours = functools.partial(sparse_decode, q, k_view, v_view, idx, scale=scale, backend="triton")
         timing = cold_l2_time(ours, flusher, iters)
         row.ours_us, row.timings["ours"] = timing.median_us, timing.as_dict()

@@ -141,7 +141,8 @@ def _time_dense(shape: PipelineShape, cache: Cache, flusher, iters: int):
         lambda fn: cold_l2_time(fn, flusher, iters),
     )  # fmt: skip
     if anchor.reason:
-        torch.cuda.synchronize()
+        if cache.q.is_cuda:
+            torch.cuda.synchronize()
         anchor.reason = f"flashinfer dense refused: {anchor.reason}"
     return anchor
 
