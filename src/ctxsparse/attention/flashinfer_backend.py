@@ -93,13 +93,12 @@ class _TwoSettingDecode:
         fi = _flashinfer()
         self.device = torch.device(device)
         names = list(SETTINGS) if use_tensor_cores is None else [_setting_name(bool(use_tensor_cores))]
-        # one zeroed workspace per setting: neither wrapper's split-k scratch can overlap the other's
-        self.workspaces = {n: torch.zeros(workspace_bytes, dtype=torch.uint8, device=self.device) for n in names}
+        # One float workspace for both: it holds only a run's split-k scratch (each wrapper keeps its plan in
+        # its own int workspace), and the two settings never run at once.
+        self.workspace = torch.zeros(workspace_bytes, dtype=torch.uint8, device=self.device)
         self.wrappers = {
-            n: fi.BatchDecodeWithPagedKVCacheWrapper(self.workspaces[n], "NHD", use_tensor_cores=SETTINGS[n])
-            for n in names
+            n: fi.BatchDecodeWithPagedKVCacheWrapper(self.workspace, "NHD", use_tensor_cores=SETTINGS[n]) for n in names
         }
-        self.workspace = self.workspaces[names[0]]
         self.timer = timer
         self.setting = names[0]
         self.wrapper = self.wrappers[self.setting]
