@@ -3,7 +3,8 @@
 #   1. FlashInfer from the wheels folder (gpu-wheels/, if present) into /tmp/site
 #   2. the GPU, its datasheet peak and its measured copy rate
 #   3. FlashInfer's kernels compiled in the background (both use_tensor_cores settings) while
-#   4. the GPU test files run at full size (tests/attention, tests/gpu_index, tests/bench), under a timeout
+#   4. the GPU test files run at full size (tests/attention, tests/gpu_index, tests/bench), under a timeout,
+#      and the host time of eager sparse_decode calls (benchmarks/sweep_host_cost.py)
 #   5. bench decode and bench pipeline, target points first, each under a time budget and a timeout
 #   6. a short table of the target points (x over the best dense anchor, target, verdict, byte ceiling)
 # Results JSON go to benchmarks/results/ (named by GPU and date); logs and JSON to $LOG_DIR (default: $OUT,
@@ -66,6 +67,10 @@ stamp tests
 timeout "$TEST_TIMEOUT" python3 -m pytest -q -p no:cacheprovider tests/attention tests/gpu_index tests/bench \
   -k "not flashinfer_backend" 2>&1 | tee "$LOG_DIR/tests.log" | tail -n 25
 echo "tests exit: ${PIPESTATUS[0]} (124: the $TEST_TIMEOUT s timeout)"
+
+stamp "eager host cost"
+timeout 90 python3 benchmarks/sweep_host_cost.py --profile --json "$LOG_DIR/host-cost.json" 2>&1 \
+  | tee "$LOG_DIR/host-cost.log" | head -n 30
 
 if [ -n "$warm_pid" ]; then
   stamp "flashinfer warm-up"
