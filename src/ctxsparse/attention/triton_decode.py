@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -265,12 +266,17 @@ class DecodeLaunch:
 def _launcher(kernel, args: tuple, grid: tuple[int, ...], options: dict):
     """A callable launching kernel on grid with positional args: its compiled form where available (no
     per-call specialisation or cache lookup), else Triton's JIT entry (the interpreter, or on request)."""
+    jit = functools.partial(kernel[grid], **options)
     if INTERPRETED or os.environ.get(JIT_LAUNCH_ENV, "0") not in ("", "0"):
-        return functools.partial(kernel[grid], **options)
+        return jit
     compiled = kernel.warmup(*args, grid=grid, **options)
     if hasattr(compiled, "result"):  # compiled asynchronously
         compiled = compiled.result()
-    return compiled[tuple(grid) + (1,) * (3 - len(grid))]
+    try:
+        return compiled[tuple(grid) + (1,) * (3 - len(grid))]
+    except (AttributeError, TypeError) as err:  # a Triton whose compiled kernels launch differently
+        warnings.warn(f"sparse_decode launches through Triton's JIT entry (slower on the host): {err}", stacklevel=2)
+        return jit
 
 
 def _constexprs(kernel, given: int, values: dict) -> tuple:
