@@ -117,5 +117,7 @@ class TritonDenseStep:
     def attend(self, layer: int, q: torch.Tensor, scale: float) -> torch.Tensor:
         hkv = self.cache.shape.num_kv_heads
         visible = (self.cache.lengths[: self.batch] + 1).view(-1, 1).expand(-1, hkv).contiguous()
-        return sparse_decode(q, self.cache.k[layer], self.cache.v[layer], self.indices, lengths=visible, scale=scale,
-                             page_table=self.cache.page_table[: self.batch], backend="triton", out=self.out)  # fmt: skip
+        table = self.cache.page_table[: self.batch]
+        k, v = self.cache.k[layer], self.cache.v[layer]
+        return sparse_decode(q, k, v, self.indices, lengths=visible, scale=scale, page_table=table, backend="triton",
+                             out=self.out)  # fmt: skip

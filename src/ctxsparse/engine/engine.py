@@ -257,8 +257,8 @@ class Engine:
             logits = self._prefill(rows, qs)
             token = sampling.choose(logits, gen)
             prefill_s = time.perf_counter() - start
-            tokens, step_ms = self._decode(batch, [len(r) + len(q) for r, q in zip(rows, qs)], token, sampling, gen,
-                                           stop, max_new_tokens)  # fmt: skip
+            lengths = [len(r) + len(q) for r, q in zip(rows, qs, strict=True)]
+            tokens, step_ms = self._decode(batch, lengths, token, sampling, gen, stop, max_new_tokens)
         return self._result(tokens, stop, step_ms, prefill_s)
 
     def _stop_ids(self) -> list[int]:

@@ -18,7 +18,7 @@ from ctxsparse.engine.cache import CacheShape, PagedKVCache
 from ctxsparse.engine.dense_gpu import FlashInferDenseStep, TritonDenseStep, flashinfer_ready
 from ctxsparse.engine.hook import attention_modules
 from ctxsparse.engine.indexers import GROUP_AGGREGATES, LabelIndexer, OracleIndexer, PageIndexer
-from ctxsparse.engine.sparse_gpu import SparseStep, SinkWindowStep
+from ctxsparse.engine.sparse_gpu import SinkWindowStep, SparseStep
 from ctxsparse.engine.step import DecodeStep
 from ctxsparse.models import model_key
 from ctxsparse.selectors import Dense, DoubleSparsity, OracleTopK, Quest, SinkWindow

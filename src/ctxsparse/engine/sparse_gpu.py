@@ -56,8 +56,10 @@ class SparseStep:
             items = (items.unsqueeze(-1) * page + self.in_page).flatten(2)
         weights = (items < visible).float()
         tokens = items.clamp_max(self.cache.shape.capacity - 1).to(torch.int32)
-        return sparse_decode(q, self.cache.k[layer], self.cache.v[layer], tokens, weights=weights, scale=scale,
-                             page_table=self.cache.page_table[: self.batch], backend="triton", out=self.out)  # fmt: skip
+        table = self.cache.page_table[: self.batch]
+        k, v = self.cache.k[layer], self.cache.v[layer]
+        return sparse_decode(q, k, v, tokens, weights=weights, scale=scale, page_table=table, backend="triton",
+                             out=self.out)  # fmt: skip
 
 
 class SinkWindowStep:
