@@ -117,3 +117,13 @@ def test_stop_tokens_end_a_row(llama):
         cut = engine.generate(PROMPTS[:2], max_new_tokens=12, stop_token_ids=[stop])
     assert cut.token_ids[0] == free.token_ids[0][: free.token_ids[0].index(stop) + 1]
     assert cut.texts[0] == tok.decode(cut.token_ids[0][:-1], skip_special_tokens=True).strip()
+
+
+def test_decode_from_a_filled_cache_continues_like_generate(llama):
+    model, tok = llama
+    rows = [tok(p)["input_ids"] for p in PROMPTS[:2]]
+    with Engine(model, tok, max_batch=2, max_len=64) as engine:
+        full = engine.generate(input_ids=rows, max_new_tokens=8, stop_token_ids=[])
+        again = engine.decode_from_cache([len(r) for r in rows], [t[0] for t in full.token_ids], max_new_tokens=8,
+                                         stop_token_ids=[])  # fmt: skip
+    assert again.token_ids == full.token_ids

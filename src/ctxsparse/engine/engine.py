@@ -63,7 +63,8 @@ class Engine:
     selector/budget: dense when selector is None or 'dense'; else the sparse method (name or Selector) and
     its Budget. phase: 'question' (question and generated tokens sparse) or 'decode' (only generated tokens).
     graphs: True (CUDA graphs required), False (never) or 'auto' (graphs when the device and the selector
-    allow, else the eager reference path, reported in the result's notes).
+    allow, else the eager reference path, reported in the result's notes). cache: an existing cache of the
+    same shape to reuse (e.g. to compare methods on one context); it is then not released by close().
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class Engine:
         phase: Literal["question", "decode"] = "question",
         graphs: bool | Literal["auto"] = "auto",
         prefill_chunk: int = 2048,
+        cache: PagedKVCache | None = None,
     ) -> None:
         check_family(model)
         if phase not in PHASES:
@@ -123,8 +125,12 @@ class Engine:
         extra = 0
         if self.mode != "rows":
             extra = step_buffer_bytes(shape, self.selector, self.budget, cfg.num_attention_heads, cfg.vocab_size)
-        check_fits(shape, self.device, extra)
-        self.cache = PagedKVCache(shape, self.device)
+        if cache is not None and cache.shape != shape:
+            raise ValueError(f"cache= must have this engine's shape {shape}; got {cache.shape}.")
+        if cache is None:
+            check_fits(shape, self.device, extra)
+        self.cache = cache if cache is not None else PagedKVCache(shape, self.device)
+        self._owns_cache = cache is None
         self.rows = RowAttention(self.cache, None if self.dense else self.selector, self.budget, model_key(model))
         self.fast = FastDecode(model, self.cache, self.selector, self.budget, graphs=self.mode == "graph")
         self._attend = self.rows
@@ -146,7 +152,8 @@ class Engine:
     def close(self) -> None:
         """Release the cache and the captured graphs."""
         self.fast.release()
-        self.cache.release()
+        if self._owns_cache:
+            self.cache.release()
 
     def __enter__(self) -> Engine:
         return self
@@ -247,18 +254,46 @@ class Engine:
         else:
             qs = [self._encode([q], special=False)[0] if isinstance(q, str) else list(q) for q in questions]
         self._check_rows(rows, qs, max_new_tokens)
-        stop = set(self._stop_ids() if stop_token_ids is None else stop_token_ids)
-        batch = len(rows)
         self.cache.lengths.zero_()
         self.rows.reset()
-        gen = sampling.generator(self.device)
         with attached(self.model, self._dispatch):
             start = time.perf_counter()
             logits = self._prefill(rows, qs)
-            token = sampling.choose(logits, gen)
             prefill_s = time.perf_counter() - start
             lengths = [len(r) + len(q) for r, q in zip(rows, qs, strict=True)]
-            tokens, step_ms = self._decode(batch, lengths, token, sampling, gen, stop, max_new_tokens)
+            return self._run(lengths, logits, None, max_new_tokens, sampling, stop_token_ids, prefill_s)
+
+    @torch.inference_mode()
+    def decode_from_cache(
+        self,
+        lengths: Sequence[int],
+        tokens: Sequence[int],
+        *,
+        max_new_tokens: int = 32,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop_token_ids: Sequence[int] | None = None,
+    ) -> EngineResult:
+        """Decode from a cache whose first lengths[b] slots of row b already hold a context (an earlier prefill,
+        or one written by the caller, such as a benchmark's synthetic context); tokens[b] is row b's next input."""
+        sampling = Sampling(temperature, top_p, seed)
+        if len(tokens) != len(lengths):
+            raise ValueError(f"Give one next token per row; got {len(tokens)} tokens for {len(lengths)} rows.")
+        self._check_rows([[0] * n for n in lengths], [[] for _ in lengths], max_new_tokens)
+        self.cache.lengths.zero_()
+        self.cache.lengths[: len(lengths)] = torch.tensor(list(lengths), dtype=torch.int32)
+        self.rows.reset()
+        first = torch.tensor(list(tokens), dtype=torch.long, device=self.device)
+        with attached(self.model, self._dispatch):
+            return self._run(list(lengths), None, first, max_new_tokens, sampling, stop_token_ids, 0.0)
+
+    def _run(self, lengths, logits, first, max_new_tokens, sampling, stop_token_ids, prefill_s) -> EngineResult:
+        """Choose the first token (from the prefill's logits, or given), then decode; build the result."""
+        stop = set(self._stop_ids() if stop_token_ids is None else stop_token_ids)
+        gen = sampling.generator(self.device)
+        token = sampling.choose(logits, gen) if first is None else first
+        tokens, step_ms = self._decode(len(lengths), lengths, token, sampling, gen, stop, max_new_tokens)
         return self._result(tokens, stop, step_ms, prefill_s)
 
     def _stop_ids(self) -> list[int]:
