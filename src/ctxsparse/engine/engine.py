@@ -311,8 +311,8 @@ class Engine:
         out = [token]
         fast = self.mode != "rows"
         if fast:
+            self._attend = self.fast.attend  # before begin(): it may capture the step
             self.fast.begin(batch, lengths, max_new_tokens)
-            self._attend = self.fast.attend
         timer = _StepTimer(self.device)
         for step in range(1, max_new_tokens):
             if fast and step % STOP_CHECK_EVERY == 0 and bool(finished.all()):
