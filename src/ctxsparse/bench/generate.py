@@ -41,6 +41,27 @@ def _selector(method: str, calibration: Calibration):
     return SinkWindow(sink=4)
 
 
+class NoAttention:
+    """A step's attention replaced by a zero output that reads no KV: the step then costs the non-attention math
+    alone (weights, norms, rotary, MLP, head), the 'weights' part of a step's breakdown."""
+
+    name = "none (reads no KV)"
+    timings_us: dict[str, float] = {}
+
+    def __init__(self, cache: PagedKVCache, batch: int, num_q_heads: int) -> None:
+        s = cache.shape
+        self.out = torch.zeros(batch, num_q_heads, s.head_dim, dtype=s.dtype, device=cache.device)
+
+    def before_step(self, host_lengths: list[int]) -> None:
+        """Nothing to plan."""
+
+    def adopt(self, host_lengths: list[int]) -> None:
+        """Nothing to index."""
+
+    def attend(self, layer: int, q: torch.Tensor, scale: float) -> torch.Tensor:
+        return self.out
+
+
 def random_calibration(model: torch.nn.Module, seed: int = 0) -> Calibration:
     """Random channel rankings: random weights have no outlier channels to calibrate."""
     cfg = model.config
@@ -101,9 +122,17 @@ def _shape(model, batch: int, max_len: int) -> CacheShape:
 def run_point(model, name: str, batch: int, context: int, args, tbps: float, calibration) -> list[dict]:
     """Every method at one (model, batch, context); a point that does not fit is one skipped row."""
     steps = args.steps
+    base = {"model": name, "batch": batch, "context": context}
+    positions = model.config.max_position_embeddings
+    if context + steps + 1 > positions:
+        if context > positions:
+            note = f"beyond the model's {positions} positions"
+            print(f"  skip {name} B={batch} N={context}: {note}", flush=True)
+            return [{**base, "method": "all", "skipped": note}]
+        context = positions - steps - 1  # a 128K point of a 128K model keeps room for the decoded tokens
+        base["context"] = context
     shape = _shape(model, batch, context + steps + 1)
     weights = weight_read_bytes(model)
-    base = {"model": name, "batch": batch, "context": context}
     need = shape.kv_bytes + shape.kv_bytes // 8 + 2 * 2**30  # cache, the largest index state, step buffers
     free = torch.cuda.mem_get_info()[0]
     if need > free:
@@ -132,13 +161,17 @@ def run_point(model, name: str, batch: int, context: int, args, tbps: float, cal
     gen = torch.Generator(device="cuda").manual_seed(0)
     cache.k.normal_(generator=gen)
     cache.v.normal_(generator=gen)
-    runs = [("dense", 1)] + [(m, s) for m in args.methods for s in args.sparsity]
+    runs = [("dense", 1), ("weights_only", 1)] + [(m, s) for m in args.methods for s in args.sparsity]
     for method, sparsity in runs:
-        selector = None if method == "dense" else _selector(method, calibration)
-        budget = None if method == "dense" else Budget(sparsity=sparsity)
+        selector = None if method in ("dense", "weights_only") else _selector(method, calibration)
+        budget = None if selector is None else Budget(sparsity=sparsity)
         try:
             with Engine(model, None, selector=selector, budget=budget, max_batch=batch, max_len=shape.max_len,
                         graphs=True, cache=cache) as engine:  # fmt: skip
+                if method == "weights_only":
+                    engine.fast._make_backend = lambda b, k: NoAttention(
+                        engine.cache, b, model.config.num_attention_heads
+                    )
                 res = engine.decode_from_cache([context] * batch, [11] * batch, max_new_tokens=steps,
                                                stop_token_ids=[])  # fmt: skip
                 timings = engine.fast.attention_timings_us
@@ -150,7 +183,6 @@ def run_point(model, name: str, batch: int, context: int, args, tbps: float, cal
             print(f"  {name} B={batch} N={context} {method} S={sparsity}: failed: {err!r}", flush=True)
         torch.cuda.empty_cache()
     cache.release()
-    del cache
     torch.cuda.empty_cache()
     return rows
 

@@ -46,6 +46,8 @@ def step_bytes(method: str, shape: CacheShape, weights: int, batch: int, context
     per_token = shape.bytes_per_token  # K and V, all layers and kv heads
     item = torch.finfo(shape.dtype).bits // 8
     heads = shape.num_layers * shape.num_kv_heads
+    if method == "weights_only":
+        return StepBytes(weights, 0, 0)
     if method in ("dense", "stock"):
         return StepBytes(weights, 0, batch * context * per_token)
     selected = batch * min(k, context) * per_token

@@ -29,8 +29,14 @@ def target_report(rows: list[dict], model: str = TARGET_MODEL) -> list[dict]:
             lines.append(_line(name, None, "-"))
             continue
         share = d["floor_share"]
-        lines.append(_line(name, share >= 0.75, f"{100 * share:.0f}% ({d['ms_per_step']:.2f} ms vs floor "
-                                                f"{d['floor_ms']:.2f} ms)"))  # fmt: skip
+        text = f"{100 * share:.0f}% ({d['ms_per_step']:.2f} ms vs floor {d['floor_ms']:.2f} ms)"
+        w = _find(rows, model, b, n, "weights_only")
+        if w is not None:  # the step's breakdown: non-attention math, then attention (KV read) on top
+            text += (
+                f"; non-attention {w['ms_per_step']:.2f} ms (floor {w['floor_ms']:.2f}), attention "
+                f"{d['ms_per_step'] - w['ms_per_step']:.2f} ms (floor {d['floor_ms'] - w['floor_ms']:.2f})"
+            )
+        lines.append(_line(name, share >= 0.75, text))
     for method in ("double_sparsity", "quest"):
         for (b, n), want in (((4, 131072), 3.0), ((4, 32768), 1.6)):
             d, s = _find(rows, model, b, n, "dense"), _find(rows, model, b, n, method, 50)
@@ -51,7 +57,11 @@ def target_report(rows: list[dict], model: str = TARGET_MODEL) -> list[dict]:
     slower = []
     compared = 0
     for r in rows:
-        if r["method"] in ("dense", "stock", "all") or "ms_per_step" not in r or r.get("sparsity", 1) < 10:
+        if (
+            r["method"] in ("dense", "stock", "weights_only", "all")
+            or "ms_per_step" not in r
+            or r.get("sparsity", 1) < 10
+        ):
             continue
         d = _find(rows, r["model"], r["batch"], r["context"], "dense")
         if d is None:
