@@ -47,6 +47,7 @@ class FlashInferDenseStep:
             )
         self.tensor_cores: bool | None = None
         self.timings_us: dict[str, float] = {}
+        self._planned: torch.cuda.Event | None = None
 
     @property
     def name(self) -> str:
@@ -60,8 +61,15 @@ class FlashInferDenseStep:
         indices = torch.cat([self.table[b, :p] for b, p in enumerate(pages)])
         last = torch.tensor([n - (p - 1) * ps for n, p in zip(visible, pages, strict=True)], dtype=torch.int32)
         s = self.cache.shape
+        # plan() stages its schedule in a page-locked buffer and copies it to the device asynchronously: the
+        # host waits until the previous plan's copy has run before overwriting that buffer (the host stays at
+        # most one step ahead; never a wait inside a step)
+        if self._planned is not None:
+            self._planned.synchronize()
         wrapper.plan(indptr, indices, last, self.num_q_heads, s.num_kv_heads, s.head_dim, ps,
                      q_data_type=s.dtype, kv_data_type=s.dtype, sm_scale=self.scale)  # fmt: skip
+        self._planned = torch.cuda.Event()
+        self._planned.record()
 
     def before_step(self, host_lengths: list[int]) -> None:
         """Plan for this step: each row sees its tokens so far plus the one the step writes."""
