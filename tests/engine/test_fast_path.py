@@ -1,4 +1,4 @@
-"""The batched kernel path (graphs=False), run by Triton's interpreter on CPU, against the reference row path."""
+"""The batched kernel path (graphs=False) under Triton's interpreter against the reference row path; indexer state."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from ctxsparse import Budget, Quest, SinkWindow
+from ctxsparse import Budget, DoubleSparsity, Quest, SinkWindow
 from ctxsparse.engine import Engine
+from ctxsparse.engine.cache import CacheShape, PagedKVCache
+from ctxsparse.engine.indexers import LabelIndexer, PageIndexer
 from ctxsparse.gpu_index.launch import INTERPRETED
+from ctxsparse.selectors.calibration import Calibration
 
-pytestmark = pytest.mark.skipif(torch.cuda.is_available() or not INTERPRETED, reason="CPU interpreter test")
+interpreted = pytest.mark.skipif(torch.cuda.is_available() or not INTERPRETED, reason="CPU interpreter test")
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +27,7 @@ def model():
     return AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
 
 
+@interpreted
 @pytest.mark.parametrize(
     "selector",
     [None, SinkWindow(sink=4)],
@@ -31,31 +35,48 @@ def model():
 )
 def test_kernel_path_equals_reference_path(model, selector):
     gen = torch.Generator().manual_seed(1)
-    rows = [torch.randint(5, 500, (n,), generator=gen).tolist() for n in (37, 21)]
+    rows = [torch.randint(5, 500, (n,), generator=gen).tolist() for n in (23, 14)]
     tokens = {}
     for graphs in (False, "auto"):
-        with Engine(model, None, selector=selector, budget=Budget(tokens=12), max_batch=2, max_len=48,
+        with Engine(model, None, selector=selector, budget=Budget(tokens=12), max_batch=2, max_len=32,
                     graphs=graphs) as engine:  # fmt: skip
-            result = engine.generate(input_ids=rows, max_new_tokens=5, stop_token_ids=[])
+            result = engine.generate(input_ids=rows, max_new_tokens=4, stop_token_ids=[])
         tokens[result.mode] = result.token_ids
     assert tokens["eager"] == tokens["rows"]
 
 
-def test_quest_kernel_path_keeps_page_bounds_of_the_written_keys(model):
-    """Quest reads whole pages (the reference cuts the last one), so compare its state and its full-budget output."""
-    gen = torch.Generator().manual_seed(2)
-    rows = [torch.randint(5, 500, (n,), generator=gen).tolist() for n in (29, 18)]
-    quest = Quest(page_size=8, granularity="kv_head")
-    with Engine(model, None, selector=quest, budget=Budget(sparsity=1), max_batch=2, max_len=48,
-                graphs=False) as engine:  # fmt: skip
-        result = engine.generate(input_ids=rows, max_new_tokens=4, stop_token_ids=[])
-        indexer = engine.fast.backend.indexer
-        for b, n in enumerate(engine.fast.host_lengths):
-            keys = engine.cache.rows(1)[0][b, :n].float()  # [n, Hkv, D]
-            pages = -(-n // 8)
-            lo = F.pad(keys.transpose(0, 1), (0, 0, 0, pages * 8 - n), value=float("inf"))
-            want = lo.unflatten(1, (pages, 8)).amin(2)
-            assert torch.equal(indexer.lo[1, b, :, :pages].float(), want)
-    with Engine(model, None, max_batch=2, max_len=48) as engine:
-        dense = engine.generate(input_ids=rows, max_new_tokens=4, stop_token_ids=[])
-    assert result.mode == "eager" and result.token_ids == dense.token_ids
+def test_page_and_label_state_follow_the_written_keys():
+    """Quest's page bounds and Double Sparsity's labels, built from a prefilled cache and then updated in place
+    step by step (twice per step: updates are idempotent), equal what the keys say."""
+    shape = CacheShape(2, 2, 40, 8, 2, 64, torch.bfloat16)
+    cache = PagedKVCache(shape, torch.device("cpu"))
+    cache.k.normal_(generator=torch.Generator().manual_seed(0))
+    lengths = [21, 9]
+    cal = random_calibration_for(shape)
+    pages = PageIndexer(Quest(page_size=8, granularity="kv_head"), cache, 2, 4)
+    labels = LabelIndexer(DoubleSparsity(channels=4, calibration=cal, granularity="kv_head", aggregate="logit_max"),
+                          cache, 2, 4, "test")  # fmt: skip
+    pages.adopt(lengths)
+    labels.adopt(lengths)
+    cache.lengths[:2] = torch.tensor(lengths, dtype=torch.int32)
+    for _ in range(5):
+        slots = cache.lengths[:2].long()
+        for layer in range(2):
+            for _ in range(2):
+                pages.update(layer, slots)
+                labels.update(layer, slots)
+        cache.lengths[:2] += 1
+    for b, n in enumerate(cache.lengths[:2].tolist()):
+        keys = cache.rows(1)[0][b, :n].transpose(0, 1).float()  # [Hkv, n, D]: every written slot
+        full = -(-n // 8)
+        padded = F.pad(keys, (0, 0, 0, full * 8 - n), value=float("inf")).unflatten(1, (full, 8))
+        assert torch.equal(pages.lo[1, b, :, :full].float(), padded.amin(2))
+        chans = labels.channels[1].long()
+        want = keys.gather(-1, chans.unsqueeze(1).expand(-1, n, -1))
+        assert torch.equal(labels.labels[1, b, :, :n].float(), want)
+
+
+def random_calibration_for(shape: CacheShape) -> Calibration:
+    gen = torch.Generator().manual_seed(1)
+    chans = [[torch.randperm(64, generator=gen).tolist() for _ in range(2)] for _ in range(2)]
+    return Calibration("test", shape.num_layers, shape.num_kv_heads, 64, chans, tokens=0)
