@@ -29,11 +29,11 @@ PY
   warm_pid=$!
 fi
 echo "=== tests"
-timeout "${TEST_TIMEOUT:-240}" python3 -m pytest -q -s -p no:cacheprovider tests/engine/test_engine_gpu.py 2>&1 \
+timeout "${TEST_TIMEOUT:-200}" python3 -m pytest -q -s -p no:cacheprovider tests/engine/test_engine_gpu.py 2>&1 \
   | tee "$LOG_DIR/engine-tests.log"
 [ -n "$warm_pid" ] && { wait "$warm_pid"; tail -n 3 "$LOG_DIR/flashinfer-warm.log"; }
 echo "=== bench generate"
-timeout "${BENCH_TIMEOUT:-420}" python3 -m ctxsparse.cli.main bench generate --output-dir "$LOG_DIR/results" "$@" 2>&1 \
+timeout "${BENCH_TIMEOUT:-300}" python3 -m ctxsparse.cli.main bench generate --output-dir "$LOG_DIR/results" "$@" 2>&1 \
   | tee "$LOG_DIR/generate-bench.log"
 mkdir -p benchmarks/results
 cp "$LOG_DIR"/results/generate-*.json benchmarks/results/ 2>/dev/null

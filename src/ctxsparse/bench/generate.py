@@ -215,22 +215,22 @@ def run_cli(args: argparse.Namespace) -> int:
     tbps = copy_bandwidth_tbps()
     print(f"{gpu}: device-to-device copy {tbps:.2f} TB/s (the floor's bandwidth)", flush=True)
     rows: list[dict] = []
-    for name in args.model:
-        model, _ = load_model(name, device="cuda", dtype="bfloat16")
-        calibration = random_calibration(model)
-        for batch, context in points:
-            rows += run_point(model, name, batch, context, args, tbps, calibration)
-        del model
-        torch.cuda.empty_cache()
     result = {"benchmark": "generate", "gpu": gpu, "date": dt.date.today().isoformat(), "versions": versions(),
               "copy_tbps": tbps, "setup": {"dtype": "bfloat16", "page_size": 16, "steps": args.steps,
               "context": "random keys and values", "timing": "median of CUDA-event step times, first step dropped",
               "oracle_topk": "kv_head, logit_max", "double_sparsity": f"{LABEL_CHANNELS} random channels, logit_mean",
               "quest": f"page {QUEST_PAGE}, kv_head max"}, "rows": rows}  # fmt: skip
-    result["targets"] = target_report(rows)
     path = args.output or args.output_dir / f"generate-{_gpu_short(gpu)}-{result['date']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    for name in args.model:
+        model, _ = load_model(name, device="cuda", dtype="bfloat16")
+        calibration = random_calibration(model)
+        for batch, context in points:
+            rows += run_point(model, name, batch, context, args, tbps, calibration)
+            result["targets"] = target_report(rows)
+            path.write_text(json.dumps(result, indent=1) + "\n")  # after every point: a cut run keeps its rows
+        del model
+        torch.cuda.empty_cache()
     print(format_table(rows))
     for line in result["targets"]:
         print(f"{line['status']:>12}  {line['target']}: {line['measured']}")
