@@ -38,13 +38,16 @@ timeout "${BENCH_TIMEOUT:-300}" python3 -m ctxsparse.cli.main bench generate --o
 mkdir -p benchmarks/results
 cp "$LOG_DIR"/results/generate-*.json benchmarks/results/ 2>/dev/null
 if [ -n "${OUT:-}" ]; then cp -r "$LOG_DIR"/* "$OUT"/ 2>/dev/null; fi
-echo "=== targets"
+echo "=== table and targets"
 for f in "$LOG_DIR"/results/generate-*.json; do
   [ -e "$f" ] || { echo "no results JSON"; break; }
-  python3 -c "
+  python3 - "$f" <<'PY'
 import json, sys
+from ctxsparse.bench.generate_targets import format_table
 r = json.load(open(sys.argv[1]))
-for t in r['targets']:
-    print(f\"{t['status']:>12}  {t['target']}: {t['measured']}\")
-" "$f"
+print(f"{r['gpu']}, copy {r['copy_tbps']:.2f} TB/s, {sys.argv[1]}")
+print(format_table(r["rows"]))
+for t in r.get("targets", []):
+    print(f"{t['status']:>12}  {t['target']}: {t['measured']}")
+PY
 done
