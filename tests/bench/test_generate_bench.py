@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 import torch
+from transformers import AutoConfig, AutoModelForCausalLM
 
-from ctxsparse.bench.generate import parse_points
+from ctxsparse.bench.generate import parse_points, random_calibration, run_point
 from ctxsparse.bench.generate_floor import step_bytes, weight_read_bytes
 from ctxsparse.bench.generate_targets import format_table, target_report
 from ctxsparse.engine.cache import CacheShape
+from ctxsparse.gpu_index.launch import INTERPRETED
 from ctxsparse.models import load_model
 
 LLAMA8B = CacheShape(32, 4, 131072, 16, 8, 128, torch.bfloat16)
@@ -71,3 +75,19 @@ def test_targets_are_judged_from_the_rows():
     assert slower["status"] == "missed" and "sink_window S=10" in slower["measured"]
     table = format_table(rows)
     assert "too big" in table and "3.33" in table  # double sparsity's speedup over dense
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or not INTERPRETED, reason="CPU interpreter dry run")
+def test_a_point_runs_end_to_end_on_the_interpreter():
+    """run_point's logic without a GPU (no graphs, no stock path): rows for dense, weights only and a method."""
+    cfg = AutoConfig.for_model("llama", hidden_size=128, num_hidden_layers=1, num_attention_heads=4,
+                               num_key_value_heads=2, head_dim=64, intermediate_size=256, vocab_size=512,
+                               max_position_embeddings=64)  # fmt: skip
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
+    args = argparse.Namespace(steps=3, no_stock=True, methods=["sink_window"], sparsity=[10])
+    rows = run_point(model, "tiny", 2, 62, args, 4.0, random_calibration(model))
+    assert [r["method"] for r in rows] == ["dense", "weights_only", "sink_window"]
+    assert rows[0]["context"] == 60  # clipped to leave room for the decoded tokens
+    assert all(r["ms_per_step"] > 0 and r["floor_bytes"] > 0 for r in rows)
+    assert rows[2]["k"] == 7 and rows[1]["bytes"]["rows"] == 0

@@ -19,7 +19,7 @@ from ctxsparse.bench.generate_floor import LABEL_CHANNELS, QUEST_PAGE, step_byte
 from ctxsparse.bench.generate_targets import format_table, target_report
 from ctxsparse.budget import Budget
 from ctxsparse.engine import Engine, PagedKVCache
-from ctxsparse.engine.cache import CacheShape
+from ctxsparse.engine.cache import CacheShape, free_bytes
 from ctxsparse.selectors import DoubleSparsity, OracleTopK, Quest, SinkWindow
 from ctxsparse.selectors.calibration import Calibration
 from ctxsparse.versions import versions
@@ -119,8 +119,14 @@ def _shape(model, batch: int, max_len: int) -> CacheShape:
                       next(model.parameters()).dtype)  # fmt: skip
 
 
+def _empty_cache(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def run_point(model, name: str, batch: int, context: int, args, tbps: float, calibration) -> list[dict]:
-    """Every method at one (model, batch, context); a point that does not fit is one skipped row."""
+    """Every method at one (model, batch, context); a point that does not fit is one skipped row. On a CPU (the
+    Triton interpreter) the engine runs without graphs: a dry run of the grid's logic, not a measurement."""
     steps = args.steps
     base = {"model": name, "batch": batch, "context": context}
     positions = model.config.max_position_embeddings
@@ -133,8 +139,9 @@ def run_point(model, name: str, batch: int, context: int, args, tbps: float, cal
         base["context"] = context
     shape = _shape(model, batch, context + steps + 1)
     weights = weight_read_bytes(model)
+    device = next(model.parameters()).device
     need = shape.kv_bytes + shape.kv_bytes // 8 + 2 * 2**30  # cache, the largest index state, step buffers
-    free = torch.cuda.mem_get_info()[0]
+    free = free_bytes(device) or need
     if need > free:
         note = f"does not fit: needs ~{need / 1e9:.1f} GB, {free / 1e9:.1f} GB free"
         print(f"  skip {name} B={batch} N={context}: {note}", flush=True)
@@ -156,9 +163,9 @@ def run_point(model, name: str, batch: int, context: int, args, tbps: float, cal
             record("stock", 1, context, time_stock(model, batch, context, steps), {"path": "transformers eager"})
         except Exception as err:  # one failing run must not stop the grid
             rows.append({**base, "method": "stock", "error": repr(err)})
-        torch.cuda.empty_cache()
-    cache = PagedKVCache(shape, torch.device("cuda"))
-    gen = torch.Generator(device="cuda").manual_seed(0)
+        _empty_cache(device)
+    cache = PagedKVCache(shape, device)
+    gen = torch.Generator(device=device).manual_seed(0)
     cache.k.normal_(generator=gen)
     cache.v.normal_(generator=gen)
     runs = [("dense", 1), ("weights_only", 1)] + [(m, s) for m in args.methods for s in args.sparsity]
@@ -167,7 +174,7 @@ def run_point(model, name: str, batch: int, context: int, args, tbps: float, cal
         budget = None if selector is None else Budget(sparsity=sparsity)
         try:
             with Engine(model, None, selector=selector, budget=budget, max_batch=batch, max_len=shape.max_len,
-                        graphs=True, cache=cache) as engine:  # fmt: skip
+                        graphs=device.type == "cuda", cache=cache) as engine:  # fmt: skip
                 if method == "weights_only":
                     engine.fast._make_backend = lambda b, k: NoAttention(
                         engine.cache, b, model.config.num_attention_heads
@@ -181,9 +188,9 @@ def run_point(model, name: str, batch: int, context: int, args, tbps: float, cal
         except Exception as err:
             rows.append({**base, "method": method, "sparsity": sparsity, "error": repr(err)})
             print(f"  {name} B={batch} N={context} {method} S={sparsity}: failed: {err!r}", flush=True)
-        torch.cuda.empty_cache()
+        _empty_cache(device)
     cache.release()
-    torch.cuda.empty_cache()
+    _empty_cache(device)
     return rows
 
 
