@@ -80,3 +80,24 @@ def random_calibration_for(shape: CacheShape) -> Calibration:
     gen = torch.Generator().manual_seed(1)
     chans = [[torch.randperm(64, generator=gen).tolist() for _ in range(2)] for _ in range(2)]
     return Calibration("test", shape.num_layers, shape.num_kv_heads, 64, chans, tokens=0)
+
+
+@interpreted
+def test_compiled_modules_give_the_same_tokens_and_are_restored(model, monkeypatch):
+    """compile=True routes MLPs and norms through one shared torch.compile function (dynamo's eager backend here:
+    the plumbing, not Inductor) during decode steps only."""
+    from ctxsparse.engine import compiled
+
+    monkeypatch.setattr(compiled, "BACKEND", "eager")
+    compiled.compiled_call.cache_clear()
+    torch._dynamo.utils.counters.clear()
+    rows = [[5, 6, 7, 8, 9, 10], [11, 12, 13]]
+    tokens = []
+    for compile_modules in (False, True):
+        with Engine(model, None, max_batch=2, max_len=16, graphs=False, compile=compile_modules) as engine:
+            tokens.append(engine.generate(input_ids=rows, max_new_tokens=3, stop_token_ids=[]).token_ids)
+    assert tokens[0] == tokens[1]
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2  # one MLP graph, one norm graph, all layers
+    assert all("forward" not in m.__dict__ for m in compiled.compiled_modules(model))
+    assert len(compiled.compiled_modules(model)) == 2 * 3 + 1  # per layer an MLP and two norms, the final norm
+    compiled.compiled_call.cache_clear()

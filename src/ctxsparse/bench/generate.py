@@ -174,7 +174,7 @@ def run_point(model, name: str, batch: int, context: int, args, tbps: float, cal
         budget = None if selector is None else Budget(sparsity=sparsity)
         try:
             with Engine(model, None, selector=selector, budget=budget, max_batch=batch, max_len=shape.max_len,
-                        graphs=device.type == "cuda", cache=cache) as engine:  # fmt: skip
+                        graphs=device.type == "cuda", cache=cache, compile=args.compile) as engine:  # fmt: skip
                 if method == "weights_only":
                     engine.fast._make_backend = lambda b, k: NoAttention(
                         engine.cache, b, model.config.num_attention_heads
@@ -201,6 +201,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--steps", type=int, default=12, help="decode steps per run (the first is not counted)")
     parser.add_argument("--no-stock", action="store_true", help="skip the stock transformers path")
+    parser.add_argument("--compile", nargs="?", const=True, default=False, metavar="MODE",
+                        help="torch.compile the MLPs and norms of engine steps (optionally a mode, e.g. "
+                        "max-autotune-no-cudagraphs: minutes of compiling)")  # fmt: skip
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--output", type=Path, default=None, help="JSON path (default: named by GPU and date)")
 
@@ -226,7 +229,7 @@ def run_cli(args: argparse.Namespace) -> int:
               "copy_tbps": tbps, "setup": {"dtype": "bfloat16", "page_size": 16, "steps": args.steps,
               "context": "random keys and values", "timing": "median of CUDA-event step times, first step dropped",
               "oracle_topk": "kv_head, logit_max", "double_sparsity": f"{LABEL_CHANNELS} random channels, logit_mean",
-              "quest": f"page {QUEST_PAGE}, kv_head max"}, "rows": rows}  # fmt: skip
+              "quest": f"page {QUEST_PAGE}, kv_head max", "compile": args.compile}, "rows": rows}  # fmt: skip
     path = args.output or args.output_dir / f"generate-{_gpu_short(gpu)}-{result['date']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     for name in args.model:

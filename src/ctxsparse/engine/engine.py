@@ -9,6 +9,7 @@ non-attention math; see ctxsparse.engine.hook.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,8 @@ class Engine:
     graphs: True (CUDA graphs required), False (never) or 'auto' (graphs when the device and the selector
     allow, else the eager reference path, reported in the result's notes). cache: an existing cache of the
     same shape to reuse (e.g. to compare methods on one context); it is then not released by close().
+    compile: on the batched path, run the model's MLPs and RMSNorms through torch.compile (True: its default
+    mode; or a mode name such as 'max-autotune-no-cudagraphs', which compiles for minutes).
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class Engine:
         graphs: bool | Literal["auto"] = "auto",
         prefill_chunk: int = 2048,
         cache: PagedKVCache | None = None,
+        compile: bool | str = False,
     ) -> None:
         check_family(model)
         if phase not in PHASES:
@@ -132,7 +136,13 @@ class Engine:
         self.cache = cache if cache is not None else PagedKVCache(shape, self.device)
         self._owns_cache = cache is None
         self.rows = RowAttention(self.cache, None if self.dense else self.selector, self.budget, model_key(model))
-        self.fast = FastDecode(model, self.cache, self.selector, self.budget, graphs=self.mode == "graph")
+        if compile is not False and not isinstance(compile, (bool, str)):
+            raise TypeError(f"compile must be True, False or a torch.compile mode name; got {compile!r}.")
+        mode = None if compile is False else ("default" if compile is True else compile)
+        self.fast = FastDecode(model, self.cache, self.selector, self.budget, graphs=self.mode == "graph",
+                               compile_mode=mode)  # fmt: skip
+        if mode is not None and self.mode == "rows":
+            self.notes.append("compile= applies to the batched path only; the reference path runs uncompiled")
         self._attend = self.rows
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -310,6 +320,10 @@ class Engine:
         finished = torch.isin(token, stop_t)
         out = [token]
         fast = self.mode != "rows"
+        with self.fast.session() if fast else contextlib.nullcontext():
+            return self._steps(batch, lengths, token, sampling, gen, stop_t, finished, out, max_new_tokens, fast)
+
+    def _steps(self, batch, lengths, token, sampling, gen, stop_t, finished, out, max_new_tokens, fast):
         if fast:
             self._attend = self.fast.attend  # before begin(): it may capture the step
             self.fast.begin(batch, lengths, max_new_tokens)

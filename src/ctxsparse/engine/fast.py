@@ -7,6 +7,7 @@ else runs on the engine's reference path (row by row through the selector).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 
@@ -15,6 +16,7 @@ import torch
 from ctxsparse.attention.sparse_decode import KERNEL_DTYPES, KERNEL_HEAD_DIMS
 from ctxsparse.budget import Budget
 from ctxsparse.engine.cache import CacheShape, PagedKVCache
+from ctxsparse.engine.compiled import compiled
 from ctxsparse.engine.dense_gpu import FlashInferDenseStep, TritonDenseStep, flashinfer_ready
 from ctxsparse.engine.hook import attention_modules
 from ctxsparse.engine.indexers import GROUP_AGGREGATES, LabelIndexer, OracleIndexer, PageIndexer
@@ -81,8 +83,9 @@ class FastDecode:
     """Batched decode steps on the device's kernels, captured in a CUDA graph per (batch, k) when `graphs`."""
 
     def __init__(self, model: torch.nn.Module, cache: PagedKVCache, selector: Selector, budget: Budget,
-                 graphs: bool) -> None:  # fmt: skip
+                 graphs: bool, compile_mode: str | None = None) -> None:  # fmt: skip
         self.model, self.cache, self.selector, self.budget, self.graphs = model, cache, selector, budget, graphs
+        self.compile_mode = compile_mode  # None: no torch.compile; "default" or a torch.compile mode
         self.num_q_heads = model.config.num_attention_heads
         self.scale = float(attention_modules(model)[0].scaling)
         self.steps: dict[tuple[int, int], tuple[object, DecodeStep]] = {}
@@ -114,8 +117,14 @@ class FastDecode:
             indexer = PageIndexer(sel, *args)
         return SparseStep(indexer, *args, k, f"{sel.name} pipeline (k={k}, top-k + triton sparse decode)")
 
+    def session(self) -> contextlib.AbstractContextManager:
+        """The context decode steps run in: the non-attention modules compiled when asked for."""
+        if self.compile_mode is None:
+            return contextlib.nullcontext()
+        return compiled(self.model, None if self.compile_mode == "default" else self.compile_mode)
+
     def begin(self, batch: int, host_lengths: list[int], max_new_tokens: int) -> None:
-        """Pick (or build and capture) the step for this batch; index the prefilled cache."""
+        """Pick (or build and capture) the step for this batch; index the prefilled cache (inside session())."""
         dense = isinstance(self.selector, Dense)
         k = 0 if dense else self.budget.tokens_for(max(host_lengths) + max_new_tokens)
         if (batch, k) not in self.steps:
