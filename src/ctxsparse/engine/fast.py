@@ -124,7 +124,12 @@ class FastDecode:
         return compiled(self.model, None if self.compile_mode == "default" else self.compile_mode)
 
     def begin(self, batch: int, host_lengths: list[int], max_new_tokens: int) -> None:
-        """Pick (or build and capture) the step for this batch; index the prefilled cache (inside session())."""
+        """Pick (or build and capture) the step for this batch; index the prefilled cache (inside session()).
+
+        A sparse step reads k = budget.tokens_for(longest row's final length) tokens per (row, kv head), fixed
+        for the whole call so the graph never changes (the reference path recomputes k every step, from each
+        row's own length; a row shorter than k reads all its tokens).
+        """
         dense = isinstance(self.selector, Dense)
         k = 0 if dense else self.budget.tokens_for(max(host_lengths) + max_new_tokens)
         if (batch, k) not in self.steps:
