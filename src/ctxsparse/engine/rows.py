@@ -25,6 +25,25 @@ def causal_visible(start: int, q_len: int, device: torch.device) -> torch.Tensor
     return (torch.arange(n, device=device).view(1, n) <= rows).view(1, 1, q_len, n)
 
 
+def dense_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, start: int, scale: float):
+    """Causal SDPA of queries at positions start .. start + T - 1 over keys [1, Hkv, start + T, D].
+
+    On CUDA the keys and values are expanded to the query heads and the first chunk needs no mask, so SDPA
+    can pick its flash or memory-efficient kernel (its grouped-query path with a mask is the math kernel,
+    whose T x N score matrix a long context cannot afford).
+    """
+    q_len = q.shape[2]
+    if not q.is_cuda:
+        mask = None if q_len == 1 else causal_visible(start, q_len, q.device)
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale, enable_gqa=True)
+    group = q.shape[1] // keys.shape[1]
+    keys, values = keys.repeat_interleave(group, 1), values.repeat_interleave(group, 1)
+    if start == 0 or q_len == 1:
+        return F.scaled_dot_product_attention(q, keys, values, is_causal=q_len > 1, scale=scale)
+    mask = causal_visible(start, q_len, q.device)
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale)
+
+
 class RowAttention:
     """Writes each row's new keys/values at its host-known start and attends over slots [0, start + T).
 
@@ -66,10 +85,7 @@ class RowAttention:
             if self.sparse:
                 outs.append(self._sparse(layer, row, start, q, keys, values, scale))
             else:
-                mask = None if q_len == 1 else causal_visible(start, q_len, q.device)
-                outs.append(
-                    F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale, enable_gqa=True)
-                )
+                outs.append(dense_attention(q, keys, values, start, scale))
         return torch.cat(outs)
 
     def _sparse(self, layer, row, start, q, keys, values, scale) -> torch.Tensor:
