@@ -91,3 +91,14 @@ def test_a_point_runs_end_to_end_on_the_interpreter():
     assert rows[0]["context"] == 60  # clipped to leave room for the decoded tokens
     assert all(r["ms_per_step"] > 0 and r["floor_bytes"] > 0 for r in rows)
     assert rows[2]["k"] == 7 and rows[1]["bytes"]["rows"] == 0
+
+
+def test_the_cli_verb_parses_its_options():
+    from ctxsparse.bench import generate
+    from ctxsparse.cli.main import build_parser
+
+    args = build_parser().parse_args(["bench", "generate", "--points", "4x32768", "--methods", "quest", "--compile"])
+    assert args.run is generate.run_cli
+    assert (args.points, args.methods, args.compile, args.sparsity) == (["4x32768"], ["quest"], True, [10, 50])
+    default = build_parser().parse_args(["bench", "generate"])
+    assert default.compile is False and default.model == ["random:llama-3.1-8b"]
