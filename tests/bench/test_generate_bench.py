@@ -88,7 +88,7 @@ def test_a_point_runs_end_to_end_on_the_interpreter():
     args = argparse.Namespace(steps=3, no_stock=True, methods=["sink_window"], sparsity=[10], compile=False)
     rows = run_point(model, "tiny", 2, 62, args, 4.0, random_calibration(model))
     assert [r["method"] for r in rows] == ["dense", "weights_only", "sink_window"]
-    assert rows[0]["context"] == 60  # clipped to leave room for the decoded tokens
+    assert rows[0]["context"] == 62 and rows[0]["context_used"] == 60  # room left for the decoded tokens
     assert all(r["ms_per_step"] > 0 and r["floor_bytes"] > 0 for r in rows)
     assert rows[2]["k"] == 7 and rows[1]["bytes"]["rows"] == 0
 

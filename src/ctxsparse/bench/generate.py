@@ -136,7 +136,7 @@ def run_point(model, name: str, batch: int, context: int, args, tbps: float, cal
             print(f"  skip {name} B={batch} N={context}: {note}", flush=True)
             return [{**base, "method": "all", "skipped": note}]
         context = positions - steps - 1  # a 128K point of a 128K model keeps room for the decoded tokens
-        base["context"] = context
+        base["context_used"] = context  # rows keep the point's name (its requested context)
     shape = _shape(model, batch, context + steps + 1)
     weights = weight_read_bytes(model)
     device = next(model.parameters()).device
