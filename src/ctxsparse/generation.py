@@ -189,9 +189,17 @@ def generate(
     chat: bool = True,
     trace: bool = True,
     answer_prefix: str = "",
+    engine: bool = False,
 ) -> GenerationResult:
-    """Prefill `context` densely, then decode `question` and the answer sparsely (greedy)."""
+    """Prefill `context` densely, then decode `question` and the answer sparsely (greedy).
+
+    engine=True runs it on ctxsparse.engine.Engine (static paged cache, CUDA graphs where possible); the
+    result then carries no fidelity trace.
+    """
     budget = budget if budget is not None else Budget(sparsity=10)
+    if engine:
+        return _generate_on_engine(model, tokenizer, context, question, selector, budget, max_new_tokens, phase,
+                                   chat, answer_prefix)  # fmt: skip
     pre = prefill(model, tokenizer, context, chat=chat)
     return decode(
         pre,
@@ -202,6 +210,31 @@ def generate(
         phase=phase,
         trace=trace,
         answer_prefix=answer_prefix,
+    )
+
+
+def _generate_on_engine(model, tokenizer, context, question, selector, budget, max_new_tokens, phase, chat,
+                        answer_prefix) -> GenerationResult:  # fmt: skip
+    """generate() on the engine: the same prompt and question tokens as prefill() and question_ids()."""
+    from ctxsparse.engine import Engine
+
+    text = chat_parts(tokenizer)[0] + context if chat else context
+    ids = _ids(tokenizer, text, special=not chat)
+    if not ids:
+        raise ValueError("The context is empty: give a context to prefill (or put the prompt in it).")
+    pre = Prefilled(model, tokenizer, torch.tensor([ids]), None, chat, 0.0)
+    q_ids = question_ids(pre, question, answer_prefix)
+    max_len = len(ids) + len(q_ids) + max_new_tokens
+    with Engine(model, tokenizer, selector=selector, budget=budget, max_len=max_len, phase=phase) as engine:
+        result = engine.generate(input_ids=[ids], questions=[q_ids], max_new_tokens=max_new_tokens)
+    return GenerationResult(
+        text=result.texts[0],
+        token_ids=result.token_ids[0],
+        trace=FidelityTrace(enabled=False),
+        prompt_tokens=len(ids) + len(q_ids),
+        prefill_s=result.prefill_s,
+        decode_s=sum(result.step_ms) / 1e3,
+        question_ids=q_ids,
     )
 
 

@@ -12,6 +12,7 @@ import importlib
 SUBVERBS: dict[str, str] = {
     "decode": "ctxsparse.bench.decode",
     "pipeline": "ctxsparse.bench.pipeline",
+    "generate": "ctxsparse.bench.generate",
 }
 
 

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# On a CUDA machine from the repository root: the engine's GPU tests at full size, then `ctxsparse bench
+# generate` (extra arguments go to it), then the table of the engine's targets. Each part fails soft.
+# FlashInfer comes from the wheels folder (make gpu-wheels); its two decode configurations are compiled in
+# the background while the tests run. Logs and JSON go to $LOG_DIR, and to $OUT when that is set.
+#   benchmarks/run_engine_gpu.sh [-- bench arguments, e.g. --points 4x32768 4x131072 1x131072 16x32768]
+set -uo pipefail
+LOG_DIR=${LOG_DIR:-out}
+WHEELS=${WHEELS:-gpu-wheels}
+mkdir -p "$LOG_DIR"
+if compgen -G "$WHEELS/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site "$WHEELS"/*.whl || echo "wheel install failed"
+fi
+export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1
+[ "${1:-}" = "--" ] && shift
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$LOG_DIR/gpu.txt"
+warm_pid=
+if python3 -c "import flashinfer" 2>/dev/null; then
+  python3 - >"$LOG_DIR/flashinfer-warm.log" 2>&1 <<'PY' &
+import torch
+from ctxsparse.engine.cache import CacheShape, PagedKVCache
+from ctxsparse.engine.dense_gpu import FlashInferDenseStep
+cache = PagedKVCache(CacheShape(1, 2, 256, 16, 8, 128, torch.bfloat16), torch.device("cuda"))
+step = FlashInferDenseStep(cache, 2, 32, 128**-0.5)
+step.before_step([100, 200])
+torch.cuda.synchronize()
+print("flashinfer warm", step.timings_us)
+PY
+  warm_pid=$!
+fi
+echo "=== tests"
+timeout "${TEST_TIMEOUT:-200}" python3 -m pytest -q -s -p no:cacheprovider tests/engine/test_engine_gpu.py 2>&1 \
+  | tee "$LOG_DIR/engine-tests.log"
+[ -n "$warm_pid" ] && { wait "$warm_pid"; tail -n 3 "$LOG_DIR/flashinfer-warm.log"; }
+echo "=== bench generate"
+timeout "${BENCH_TIMEOUT:-300}" python3 -m ctxsparse.cli.main bench generate --output-dir "$LOG_DIR/results" "$@" 2>&1 \
+  | tee "$LOG_DIR/generate-bench.log"
+mkdir -p benchmarks/results
+cp "$LOG_DIR"/results/generate-*.json benchmarks/results/ 2>/dev/null
+if [ -n "${OUT:-}" ]; then cp -r "$LOG_DIR"/* "$OUT"/ 2>/dev/null; fi
+echo "=== table and targets"
+for f in "$LOG_DIR"/results/generate-*.json; do
+  [ -e "$f" ] || { echo "no results JSON"; break; }
+  python3 - "$f" <<'PY'
+import json, sys
+from ctxsparse.bench.generate_targets import format_table
+r = json.load(open(sys.argv[1]))
+print(f"{r['gpu']}, copy {r['copy_tbps']:.2f} TB/s, {sys.argv[1]}")
+print(format_table(r["rows"]))
+for t in r.get("targets", []):
+    print(f"{t['status']:>12}  {t['target']}: {t['measured']}")
+PY
+done

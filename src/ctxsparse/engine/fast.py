@@ -1,0 +1,160 @@
+"""The batched decode path: which methods it serves, what its buffers cost, and the step per (batch, k).
+
+The dense method reads every token (FlashInfer, else Triton); sparse methods with a GPU pipeline are
+OracleTopK, DoubleSparsity and Quest per GQA group (granularity='kv_head') and SinkWindow. Anything
+else runs on the engine's reference path (row by row through the selector).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import math
+
+import torch
+
+from ctxsparse.attention.sparse_decode import KERNEL_DTYPES, KERNEL_HEAD_DIMS
+from ctxsparse.budget import Budget
+from ctxsparse.engine.cache import CacheShape, PagedKVCache
+from ctxsparse.engine.compiled import compiled
+from ctxsparse.engine.dense_gpu import FlashInferDenseStep, TritonDenseStep, flashinfer_ready
+from ctxsparse.engine.hook import attention_modules
+from ctxsparse.engine.indexers import GROUP_AGGREGATES, LabelIndexer, OracleIndexer, PageIndexer
+from ctxsparse.engine.sparse_gpu import SinkWindowStep, SparseStep
+from ctxsparse.engine.step import DecodeStep
+from ctxsparse.models import model_key
+from ctxsparse.selectors import Dense, DoubleSparsity, OracleTopK, Quest, SinkWindow
+from ctxsparse.selectors.base import Selector
+
+
+def _interpreted() -> bool:
+    if importlib.util.find_spec("triton") is None:
+        return False
+    from ctxsparse.gpu_index.launch import INTERPRETED
+
+    return INTERPRETED
+
+
+def method_problem(selector: Selector) -> str | None:
+    """Why `selector` has no GPU pipeline in the engine, or None when it has one."""
+    name = type(selector).__name__
+    if isinstance(selector, (Dense, SinkWindow)):
+        return None
+    if not isinstance(selector, (OracleTopK, DoubleSparsity, Quest)):
+        return f"{name} has no GPU pipeline (the engine's are OracleTopK, DoubleSparsity, Quest, SinkWindow)"
+    if selector.granularity != "kv_head":
+        return f"{name}'s GPU pipeline selects per GQA group: use granularity='kv_head'"
+    if isinstance(selector, (OracleTopK, DoubleSparsity)) and selector.aggregate not in GROUP_AGGREGATES:
+        return f"{name}'s GPU pipeline combines a group's logits by {' or '.join(GROUP_AGGREGATES)}: set aggregate"
+    if isinstance(selector, DoubleSparsity) and selector.label_bits is not None:
+        return "DoubleSparsity's GPU pipeline keeps labels in the cache's dtype: use label_bits=None"
+    return None
+
+
+def fast_path_problem(selector: Selector, device: torch.device, dtype: torch.dtype, head_dim: int) -> str | None:
+    """Why decode steps cannot run batched on the device's kernels, or None when they can."""
+    if device.type != "cuda" and not _interpreted():
+        return f"the model is on {device.type}; CUDA graphs and the GPU kernels need a CUDA device"
+    if importlib.util.find_spec("triton") is None:
+        return "the triton package is missing (pip install ctxsparse[gpu])"
+    if dtype not in KERNEL_DTYPES or head_dim not in KERNEL_HEAD_DIMS:
+        return f"the decode kernels take {KERNEL_DTYPES} and head_dim in {KERNEL_HEAD_DIMS}; got {dtype}, {head_dim}"
+    return method_problem(selector)
+
+
+def step_buffer_bytes(shape: CacheShape, selector: Selector, budget: Budget, num_q_heads: int, vocab: int) -> int:
+    """A bound on the batched path's buffers beyond the cache: indexer state, scores, top-k lists, logits."""
+    item = torch.finfo(shape.dtype).bits // 8
+    tokens = shape.max_batch * shape.num_kv_heads * shape.capacity  # (row, kv head, slot) triples
+    total = shape.max_batch * vocab * 4 + tokens * 4  # logits; dense index list
+    if isinstance(selector, Dense | SinkWindow):
+        return total
+    scores = tokens * (2 + 2 + 4)  # scores and the top-k's candidate values and indices
+    if isinstance(selector, OracleTopK):
+        return total + scores + tokens * (num_q_heads // shape.num_kv_heads) * item
+    if isinstance(selector, DoubleSparsity):
+        return total + scores + shape.num_layers * tokens * selector.channels * item
+    if isinstance(selector, Quest):
+        return total + scores + 2 * shape.num_layers * math.ceil(tokens / selector.page_size) * shape.head_dim * item
+    return total
+
+
+class FastDecode:
+    """Batched decode steps on the device's kernels, captured in a CUDA graph per (batch, k) when `graphs`."""
+
+    def __init__(self, model: torch.nn.Module, cache: PagedKVCache, selector: Selector, budget: Budget,
+                 graphs: bool, compile_mode: str | None = None) -> None:  # fmt: skip
+        self.model, self.cache, self.selector, self.budget, self.graphs = model, cache, selector, budget, graphs
+        self.compile_mode = compile_mode  # None: no torch.compile; "default" or a torch.compile mode
+        self.num_q_heads = model.config.num_attention_heads
+        self.scale = float(attention_modules(model)[0].scaling)
+        self.steps: dict[tuple[int, int], tuple[object, DecodeStep]] = {}
+        self.backend = None
+        self.step_fn: DecodeStep | None = None
+        self.host_lengths: list[int] = []
+
+    @property
+    def attention_name(self) -> str:
+        return "" if self.backend is None else self.backend.name
+
+    @property
+    def attention_timings_us(self) -> dict[str, float]:
+        return {} if self.backend is None else dict(self.backend.timings_us)
+
+    def _make_backend(self, batch: int, k: int):
+        args = (self.cache, batch, self.num_q_heads)
+        sel = self.selector
+        if isinstance(sel, Dense):
+            cls = FlashInferDenseStep if flashinfer_ready(self.cache.device) else TritonDenseStep
+            return cls(*args, self.scale)
+        if isinstance(sel, SinkWindow):
+            return SinkWindowStep(sel, *args, k)
+        if isinstance(sel, OracleTopK):
+            indexer = OracleIndexer(sel, *args)
+        elif isinstance(sel, DoubleSparsity):
+            indexer = LabelIndexer(sel, *args, model_key(self.model))
+        else:
+            indexer = PageIndexer(sel, *args)
+        return SparseStep(indexer, *args, k, f"{sel.name} pipeline (k={k}, top-k + triton sparse decode)")
+
+    def session(self) -> contextlib.AbstractContextManager:
+        """The context decode steps run in: the non-attention modules compiled when asked for."""
+        if self.compile_mode is None:
+            return contextlib.nullcontext()
+        return compiled(self.model, None if self.compile_mode == "default" else self.compile_mode)
+
+    def begin(self, batch: int, host_lengths: list[int], max_new_tokens: int) -> None:
+        """Pick (or build and capture) the step for this batch; index the prefilled cache (inside session()).
+
+        A sparse step reads k = budget.tokens_for(longest row's final length) tokens per (row, kv head), fixed
+        for the whole call so the graph never changes (the reference path recomputes k every step, from each
+        row's own length; a row shorter than k reads all its tokens).
+        """
+        dense = isinstance(self.selector, Dense)
+        k = 0 if dense else self.budget.tokens_for(max(host_lengths) + max_new_tokens)
+        if (batch, k) not in self.steps:
+            self.steps[(batch, k)] = (self._make_backend(batch, k), DecodeStep(self.model, self.cache, batch))
+        self.backend, self.step_fn = self.steps[(batch, k)]
+        self.host_lengths = list(host_lengths)
+        self.backend.adopt(self.host_lengths)
+        self.backend.before_step(self.host_lengths)
+        if self.graphs and self.step_fn.graph is None:
+            self.step_fn.capture()
+
+    def attend(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float):
+        """The engine's attention inside a step: store the new token, then attend ([B, Hq, 1, D])."""
+        self.cache.write_step(layer, key, value)
+        return self.backend.attend(layer, query[:, :, 0].contiguous(), scale).unsqueeze(2)
+
+    def step(self, token: torch.Tensor) -> torch.Tensor:
+        """Run one step for the current tokens [B]; logits [B, V]."""
+        self.backend.before_step(self.host_lengths)
+        logits = self.step_fn.run(token)
+        self.host_lengths = [n + 1 for n in self.host_lengths]
+        return logits
+
+    def release(self) -> None:
+        for _, step in self.steps.values():
+            step.release()
+        self.steps.clear()
+        self.backend = self.step_fn = None

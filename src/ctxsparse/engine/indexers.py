@@ -1,0 +1,128 @@
+"""What the sparse decode step scores, per method, with its state kept in place in fixed buffers.
+
+Each indexer scores `items` per (row, kv head) into a [B, Hkv, items] buffer: tokens (oracle q.K, Double
+Sparsity labels) or pages (Quest bounds). update() folds the token a step writes into the state and is
+idempotent (running a step twice with the same lengths leaves the same state), so a CUDA graph can be
+warmed up and captured on live state. adopt() builds the state from the cache after a prefill.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ctxsparse.engine.cache import PagedKVCache
+from ctxsparse.gpu_index import label_cache_from_keys, label_scores, page_scores
+from ctxsparse.selectors import DoubleSparsity, OracleTopK, Quest
+from ctxsparse.selectors.base import SelectionContext
+
+# selector aggregate -> the GPU kernels' aggregate over a GQA group's query heads (mean ranks like sum)
+GROUP_AGGREGATES = {"logit_max": "max", "logit_mean": "sum"}
+
+
+class OracleIndexer:
+    """Exact q.K of every cached token, the group's logits combined by max or mean (reads every key)."""
+
+    def __init__(self, selector: OracleTopK, cache: PagedKVCache, batch: int, num_q_heads: int) -> None:
+        s = cache.shape
+        self.cache, self.batch, self.items, self.page = cache, batch, s.capacity, 1
+        self.group = num_q_heads // s.num_kv_heads
+        self.mean = selector.aggregate == "logit_mean"
+        self.logits = torch.empty(s.num_kv_heads, batch, self.group, s.capacity, dtype=s.dtype, device=cache.device)
+
+    def adopt(self, host_lengths: list[int]) -> None:
+        """Nothing to build: the oracle reads the keys themselves."""
+
+    def update(self, layer: int, slots: torch.Tensor) -> None:
+        """Nothing to update."""
+
+    def score(self, layer: int, q: torch.Tensor, scale: float, out: torch.Tensor) -> None:
+        keys = self.cache.rows(layer)[0][: self.batch]  # [B, cap, Hkv, D]
+        q = q.view(self.batch, -1, self.group, q.shape[-1])
+        for h in range(q.shape[1]):  # one strided batched GEMM per kv head: the cache is never copied
+            torch.matmul(q[:, h], keys[:, :, h].transpose(1, 2), out=self.logits[h])
+        agg = self.logits.mean(2) if self.mean else self.logits.amax(2)
+        out.copy_(agg.transpose(0, 1))
+
+
+class LabelIndexer:
+    """Double Sparsity: a label cache of r calibrated key channels per kv head, appended in place."""
+
+    def __init__(self, selector: DoubleSparsity, cache: PagedKVCache, batch: int, num_q_heads: int,
+                 model_key: str) -> None:  # fmt: skip
+        s = cache.shape
+        self.cache, self.batch, self.items, self.page = cache, batch, s.capacity, 1
+        self.aggregate = GROUP_AGGREGATES[selector.aggregate]
+        probe = SelectionContext(
+            query=torch.zeros(1, num_q_heads, 1, s.head_dim),
+            keys=torch.zeros(1, s.num_kv_heads, 1, s.head_dim),
+            visible=torch.ones(1, 1, 1, 1, dtype=torch.bool),
+            scale=1.0,
+            num_layers=s.num_layers,
+            model_key=model_key,
+        )
+        cal = selector.resolve_calibration(probe)
+        self.channels = torch.stack(
+            [cal.channels_for(layer, selector.channels, cache.device) for layer in range(s.num_layers)]
+        ).to(torch.int32)  # [L, Hkv, r]
+        r = selector.channels
+        self.labels = torch.zeros(s.num_layers, batch, s.num_kv_heads, s.capacity, r, dtype=s.dtype,
+                                  device=cache.device)  # fmt: skip
+
+    def adopt(self, host_lengths: list[int]) -> None:
+        for layer in range(self.cache.shape.num_layers):
+            keys = self.cache.rows(layer)[0][: self.batch].transpose(1, 2)  # [B, Hkv, cap, D]
+            self.labels[layer].copy_(label_cache_from_keys(keys, self.channels[layer]))
+
+    def update(self, layer: int, slots: torch.Tensor) -> None:
+        rows = torch.arange(self.batch, device=slots.device)
+        new = self.cache.rows(layer)[0][rows, slots]  # [B, Hkv, D]
+        chan = self.channels[layer].long().unsqueeze(0).expand(self.batch, -1, -1)
+        self.labels[layer, rows, :, slots] = new.gather(-1, chan)
+
+    def score(self, layer: int, q: torch.Tensor, scale: float, out: torch.Tensor) -> None:
+        label_scores(q, self.labels[layer], self.channels[layer], scale=scale, aggregate=self.aggregate, out=out)
+
+
+class PageIndexer:
+    """Quest: per-page key minima and maxima; a step recomputes the bounds of the page it writes into."""
+
+    def __init__(self, selector: Quest, cache: PagedKVCache, batch: int, num_q_heads: int) -> None:
+        s = cache.shape
+        self.cache, self.batch, self.page = cache, batch, selector.page_size
+        self.items = math.ceil(s.capacity / self.page)
+        self.aggregate = selector.aggregate
+        bounds = (s.num_layers, batch, s.num_kv_heads, self.items, s.head_dim)
+        self.lo = torch.zeros(bounds, dtype=s.dtype, device=cache.device)
+        self.hi = torch.zeros(bounds, dtype=s.dtype, device=cache.device)
+        self.offsets = torch.arange(self.page, device=cache.device)
+
+    def adopt(self, host_lengths: list[int]) -> None:
+        p = self.page
+        for layer in range(self.cache.shape.num_layers):
+            keys = self.cache.rows(layer)[0][: self.batch]  # [B, cap, Hkv, D]
+            for b, n in enumerate(host_lengths):
+                pages = math.ceil(n / p)
+                chunk = keys[b, : pages * p].unflatten(0, (pages, p)) if n % p == 0 else self._padded(keys[b], n)
+                self.lo[layer, b, :, :pages] = chunk.amin(1).transpose(0, 1)
+                self.hi[layer, b, :, :pages] = chunk.amax(1).transpose(0, 1)
+
+    def _padded(self, keys: torch.Tensor, n: int) -> torch.Tensor:
+        """[pages, page, Hkv, D] of a row's first n keys, the partial last page repeating its last key."""
+        pages = math.ceil(n / self.page)
+        idx = torch.arange(pages * self.page, device=keys.device).clamp_max(n - 1)
+        return keys[idx].unflatten(0, (pages, self.page))
+
+    def update(self, layer: int, slots: torch.Tensor) -> None:
+        keys = self.cache.rows(layer)[0][: self.batch]
+        rows = torch.arange(self.batch, device=slots.device)
+        page = slots // self.page
+        # the written page's keys up to the new one (later slots repeat it, which leaves min and max unchanged)
+        pos = torch.minimum(page.view(-1, 1) * self.page + self.offsets, slots.view(-1, 1))
+        chunk = keys[rows.view(-1, 1), pos]  # [B, page, Hkv, D]
+        self.lo[layer, rows, :, page] = chunk.amin(1)
+        self.hi[layer, rows, :, page] = chunk.amax(1)
+
+    def score(self, layer: int, q: torch.Tensor, scale: float, out: torch.Tensor) -> None:
+        page_scores(q, self.lo[layer], self.hi[layer], scale=scale, aggregate=self.aggregate, out=out)

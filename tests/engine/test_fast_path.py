@@ -1,0 +1,103 @@
+"""The batched kernel path (graphs=False) under Triton's interpreter against the reference row path; indexer state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from ctxsparse import Budget, DoubleSparsity, Quest, SinkWindow
+from ctxsparse.engine import Engine
+from ctxsparse.engine.cache import CacheShape, PagedKVCache
+from ctxsparse.engine.indexers import LabelIndexer, PageIndexer
+from ctxsparse.gpu_index.launch import INTERPRETED
+from ctxsparse.selectors.calibration import Calibration
+
+interpreted = pytest.mark.skipif(torch.cuda.is_available() or not INTERPRETED, reason="CPU interpreter test")
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A two-layer bf16 Llama with head_dim 64 (a size the decode kernel takes)."""
+    cfg = AutoConfig.for_model("llama", hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
+                               num_key_value_heads=2, head_dim=64, intermediate_size=256, vocab_size=512,
+                               max_position_embeddings=1024)  # fmt: skip
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
+
+
+@interpreted
+@pytest.mark.parametrize(
+    "selector",
+    [None, SinkWindow(sink=4)],
+    ids=["dense", "sink_window"],
+)
+def test_kernel_path_equals_reference_path(model, selector):
+    gen = torch.Generator().manual_seed(1)
+    rows = [torch.randint(5, 500, (n,), generator=gen).tolist() for n in (23, 14)]
+    tokens = {}
+    for graphs in (False, "auto"):
+        with Engine(model, None, selector=selector, budget=Budget(tokens=12), max_batch=2, max_len=32,
+                    graphs=graphs) as engine:  # fmt: skip
+            result = engine.generate(input_ids=rows, max_new_tokens=4, stop_token_ids=[])
+        tokens[result.mode] = result.token_ids
+    assert tokens["eager"] == tokens["rows"]
+
+
+def test_page_and_label_state_follow_the_written_keys():
+    """Quest's page bounds and Double Sparsity's labels, built from a prefilled cache and then updated in place
+    step by step (twice per step: updates are idempotent), equal what the keys say."""
+    shape = CacheShape(2, 2, 40, 8, 2, 64, torch.bfloat16)
+    cache = PagedKVCache(shape, torch.device("cpu"))
+    cache.k.normal_(generator=torch.Generator().manual_seed(0))
+    lengths = [21, 9]
+    cal = random_calibration_for(shape)
+    pages = PageIndexer(Quest(page_size=8, granularity="kv_head"), cache, 2, 4)
+    labels = LabelIndexer(DoubleSparsity(channels=4, calibration=cal, granularity="kv_head", aggregate="logit_max"),
+                          cache, 2, 4, "test")  # fmt: skip
+    pages.adopt(lengths)
+    labels.adopt(lengths)
+    cache.lengths[:2] = torch.tensor(lengths, dtype=torch.int32)
+    for _ in range(5):
+        slots = cache.lengths[:2].long()
+        for layer in range(2):
+            for _ in range(2):
+                pages.update(layer, slots)
+                labels.update(layer, slots)
+        cache.lengths[:2] += 1
+    for b, n in enumerate(cache.lengths[:2].tolist()):
+        keys = cache.rows(1)[0][b, :n].transpose(0, 1).float()  # [Hkv, n, D]: every written slot
+        full = -(-n // 8)
+        padded = F.pad(keys, (0, 0, 0, full * 8 - n), value=float("inf")).unflatten(1, (full, 8))
+        assert torch.equal(pages.lo[1, b, :, :full].float(), padded.amin(2))
+        chans = labels.channels[1].long()
+        want = keys.gather(-1, chans.unsqueeze(1).expand(-1, n, -1))
+        assert torch.equal(labels.labels[1, b, :, :n].float(), want)
+
+
+def random_calibration_for(shape: CacheShape) -> Calibration:
+    gen = torch.Generator().manual_seed(1)
+    chans = [[torch.randperm(64, generator=gen).tolist() for _ in range(2)] for _ in range(2)]
+    return Calibration("test", shape.num_layers, shape.num_kv_heads, 64, chans, tokens=0)
+
+
+@interpreted
+def test_compiled_modules_give_the_same_tokens_and_are_restored(model, monkeypatch):
+    """compile=True routes MLPs and norms through one shared torch.compile function (dynamo's eager backend here:
+    the plumbing, not Inductor) during decode steps only."""
+    from ctxsparse.engine import compiled
+
+    monkeypatch.setattr(compiled, "BACKEND", "eager")
+    compiled.compiled_call.cache_clear()
+    torch._dynamo.utils.counters.clear()
+    rows = [[5, 6, 7, 8, 9, 10], [11, 12, 13]]
+    tokens = []
+    for compile_modules in (False, True):
+        with Engine(model, None, max_batch=2, max_len=16, graphs=False, compile=compile_modules) as engine:
+            tokens.append(engine.generate(input_ids=rows, max_new_tokens=3, stop_token_ids=[]).token_ids)
+    assert tokens[0] == tokens[1]
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2  # one MLP graph, one norm graph, all layers
+    assert all("forward" not in m.__dict__ for m in compiled.compiled_modules(model))
+    assert len(compiled.compiled_modules(model)) == 2 * 3 + 1  # per layer an MLP and two norms, the final norm
+    compiled.compiled_call.cache_clear()
