@@ -1,10 +1,16 @@
-"""`ctxsparse <verb>`: one module per verb under ctxsparse.cli, each with add_parser(subparsers)."""
+"""`ctxsparse <verb>`: one module per verb under ctxsparse.cli, each with add_parser(subparsers).
+
+Verb modules are imported inside main(), after the signal handlers are set, so an interrupt during the
+(slow) imports ends with the same one line as one during the work.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from ctxsparse.cli.interrupts import exit_code, install_handlers, message
 
 # Verb modules in the order --help lists them; each defines add_parser(subparsers) and sets a `run` default.
 VERBS: tuple[str, ...] = (
@@ -32,13 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "run", None):
-        parser.print_help()
-        return 2
+    install_handlers()
+    args = None
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "run", None):
+            parser.print_help()
+            return 2
         return int(args.run(args) or 0)
+    except KeyboardInterrupt as err:
+        note = getattr(args, "interrupt_note", None)
+        print(message(getattr(args, "verb", None), note() if note else None, err), file=sys.stderr)
+        return exit_code(err)
     except (ValueError, KeyError, FileNotFoundError, OSError, RuntimeError) as err:
         print(f"ctxsparse {args.verb}: error: {err}", file=sys.stderr)
         return 2

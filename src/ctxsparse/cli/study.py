@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ctxsparse.tasks.truncation import TRUNCATE_HELP, TRUNCATE_RULES
+
 METHODS_HELP = (
     "selector specs, as make_selector reads them. Separate methods with ';' "
     "('dense;oracle_topk;sink_window:sink=4,window=64'), or with ',' where a 'key=value' item continues the "
@@ -57,6 +59,12 @@ def add_study_options(p: argparse.ArgumentParser) -> None:
         help="cap on generated tokens per answer (default: each task's own; a cap is part of the configuration)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--truncate", choices=TRUNCATE_RULES, default="none", help=TRUNCATE_HELP)
+    p.add_argument(
+        "--rerun-stale",
+        action="store_true",
+        help="delete and run again the stored rows whose sample text the task generator no longer makes",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -102,38 +110,47 @@ def default_report_dir(db: Path) -> Path:
 
 
 def run_study(args: argparse.Namespace, db: Path, report_dir: Path | None, argv: list[str]) -> int:
-    """Validate everything cheap first (names, database), then load models, run, print the summary."""
-    from ctxsparse.models import parse_dtype
+    """Validate everything cheap first (names, limits, database), then load models, run, print the summary."""
+    from ctxsparse.cli.interrupts import rows_saved
+    from ctxsparse.models import check_device, max_positions, parse_dtype
     from ctxsparse.study.backend import TransformersBackend
+    from ctxsparse.study.pairing import split_stale
     from ctxsparse.study.report import write_report
     from ctxsparse.study.report_tables import aggregate, summary_text
+    from ctxsparse.study.run_lock import study_lock
     from ctxsparse.study.runner import StudyRunner
-    from ctxsparse.study.store import StudyStore, verify
+    from ctxsparse.study.sample_check import check_samples, describe
+    from ctxsparse.study.store import StudyStore, preflight
+    from ctxsparse.tasks import get_task
 
+    args.interrupt_note = lambda: rows_saved(db)
     plan = plan_from(args)
     parse_dtype(args.dtype)
-    runner = StudyRunner(plan, TransformersBackend(args.device, args.dtype), progress=not args.no_progress)
+    check_device(args.device)
+    plan.check_positions(max_positions)
+    runner = StudyRunner(
+        plan,
+        TransformersBackend(args.device, args.dtype),
+        get_task=lambda name: get_task(name, truncate=args.truncate),
+        progress=not args.no_progress,
+    )
     runner.check_names()
-    if db.exists() and db.stat().st_size > 0:
-        verify(db)
+    preflight(db)
     print(f"loading {', '.join(plan.models)} ...", file=sys.stderr)
     runner.open_models()
     hashes = {c.hash for m in plan.models for c in plan.configs(m)}
-    with StudyStore.open(db) as store:
+    with StudyStore.open(db) as store, study_lock(db):
+        check = check_samples(store, plan, runner.tasks, lambda m: runner._session(m).tokenizer, args.rerun_stale)
+        if check.stale:
+            print(describe(check, db), file=sys.stderr)
         print(f"study: {plan.size()} rows in the grid, database {db} ({store.count()} rows stored)", file=sys.stderr)
-        try:
-            outcome = runner.run(store, argv=argv)
-        except KeyboardInterrupt:
-            print(
-                f"\ninterrupted: {store.count()} rows are saved in {db}; run the same command to resume.",
-                file=sys.stderr,
-            )
-            return 130
+        outcome = runner.run(store, argv=argv)
         rows = [
             r
             for r in store.rows()
             if r["config_hash"] in hashes and r["task"] in plan.tasks and r["length"] in plan.lengths
         ]
+        rows = split_stale(rows, store.sample_hashes()).fresh
     print(
         f"study: {outcome.written} rows written, {outcome.skipped} already done, {outcome.prefills} prefills, "
         f"{outcome.wall_s:.1f}s",

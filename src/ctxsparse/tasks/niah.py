@@ -61,7 +61,6 @@ class Niah(SyntheticTask):
     num_values: int = 1
     num_distractors: int = 0
 
-
     def _needle(self, key: str, value: str) -> str:
         article = "A" if self.num_values > 1 else "The"
         return f"{article} special magic {self.value_kind} for {key} is: {value}."
