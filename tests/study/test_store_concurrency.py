@@ -15,15 +15,15 @@ from ctxsparse.study.store import StoreError, StudyStore, preflight
 STUDY = Path(store_module.__file__).parent
 # The children load store.py / run_lock.py by path (standard library only), so they start in milliseconds
 # instead of importing torch through the package.
-LOAD = """
+LOAD = f"""
 import importlib.util, sys, time
 def load(name):
-    spec = importlib.util.spec_from_file_location(name, {folder!r} + "/" + name + ".py")
+    spec = importlib.util.spec_from_file_location(name, {str(STUDY)!r} + "/" + name + ".py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
-""".format(folder=str(STUDY))
+"""
 
 OPEN_AT = (
     LOAD
