@@ -119,7 +119,7 @@ def run_study(args: argparse.Namespace, db: Path, report_dir: Path | None, argv:
     from ctxsparse.study.report_tables import aggregate, summary_text
     from ctxsparse.study.run_lock import study_lock
     from ctxsparse.study.runner import StudyRunner
-    from ctxsparse.study.sample_check import check_samples, describe
+    from ctxsparse.study.sample_check import check_file_tasks, check_samples, describe
     from ctxsparse.study.store import StudyStore, preflight
     from ctxsparse.tasks import get_task
 
@@ -138,6 +138,7 @@ def run_study(args: argparse.Namespace, db: Path, report_dir: Path | None, argv:
     preflight(db)
     print(f"loading {', '.join(plan.models)} ...", file=sys.stderr)
     runner.open_models()
+    check_file_tasks(plan, runner.tasks, runner._session(plan.models[-1]).tokenizer)
     hashes = {c.hash for m in plan.models for c in plan.configs(m)}
     with StudyStore.open(db) as store, study_lock(db):
         check = check_samples(store, plan, runner.tasks, lambda m: runner._session(m).tokenizer, args.rerun_stale)

@@ -82,3 +82,14 @@ def describe(check: SampleCheck, db: object) -> str:
         samples = len({sample_key(r) for r in check.freshness.stale})
         return f"{db}: deleted {check.deleted} stale rows ({samples} samples) to run them again (--rerun-stale)."
     return check.freshness.message(db)
+
+
+def check_file_tasks(plan: StudyPlan, tasks: dict[str, Any], tokenizer: Any) -> None:
+    """Measure the rows of file tasks now (after the tokenizer loads, before the database is touched), so a
+    too long or malformed row is refused before any work."""
+    from ctxsparse.tasks.files import FileTask
+
+    for task in tasks.values():
+        if isinstance(task, FileTask):
+            for length in plan.lengths:
+                task.generate(tokenizer, length, plan.samples_to_run, seed=plan.seed)
