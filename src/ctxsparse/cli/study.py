@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ctxsparse.cli.interrupts import rows_saved
 from ctxsparse.tasks.truncation import TRUNCATE_HELP, TRUNCATE_RULES
 
 METHODS_HELP = (
@@ -111,7 +112,7 @@ def default_report_dir(db: Path) -> Path:
 
 def run_study(args: argparse.Namespace, db: Path, report_dir: Path | None, argv: list[str]) -> int:
     """Validate everything cheap first (names, limits, database), then load models, run, print the summary."""
-    from ctxsparse.cli.interrupts import rows_saved
+    args.interrupt_note = lambda: rows_saved(db)
     from ctxsparse.models import check_device, max_positions, parse_dtype
     from ctxsparse.study.backend import TransformersBackend
     from ctxsparse.study.pairing import split_stale
@@ -123,7 +124,6 @@ def run_study(args: argparse.Namespace, db: Path, report_dir: Path | None, argv:
     from ctxsparse.study.store import StudyStore, preflight
     from ctxsparse.tasks import get_task
 
-    args.interrupt_note = lambda: rows_saved(db)
     plan = plan_from(args)
     parse_dtype(args.dtype)
     check_device(args.device)
