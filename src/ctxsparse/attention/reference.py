@@ -39,8 +39,8 @@ def check_selection_inputs(query: torch.Tensor, selection: Selection, num_keys: 
         low, high = int(chosen.min()), int(chosen.max())
         if low < 0 or high >= num_keys:
             raise IndexError(
-                f"Selection indices must be positions in the KV cache, within [0, {num_keys}); got range "
-                f"[{low}, {high}]. Clamp or drop the positions outside it (slots past `lengths` are ignored)."
+                f"Selection indices must lie in [0, {num_keys}) (positions in the KV cache, within [0, {num_keys})); "
+                f"got range [{low}, {high}]. Clamp or drop the positions outside it (slots past `lengths` are ignored)."
             )
     if not bool(torch.isfinite(query).all()):
         bad = int((~torch.isfinite(query)).sum())
@@ -83,6 +83,8 @@ def sparse_attention_reference(
     if check_indices:
         check_selection_inputs(query, sel, n)
     idx = sel.indices.to(torch.int64)
+    if sel.lengths is not None:
+        idx = idx.clamp(0, n - 1)  # slots past `lengths` may hold anything; they are masked out below
     g = hq // hkv
     # Row of each selected token in the caches viewed as [B*Hkv*N, D]; query head h reads kv head h // g,
     # so nothing is copied per query head.

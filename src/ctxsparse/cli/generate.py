@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ctxsparse.cli.common import add_budget_options, add_model_options, budget_from, read_text
 from ctxsparse.tasks.truncation import TRUNCATE_HELP, TRUNCATE_RULES
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         context, tokens, dropped = fit_text(context, question or "", tokenizer, limit, args.truncate, where)
         if dropped:
             print(f"note: --truncate {args.truncate} dropped {dropped} tokens of the context to fit {limit} tokens.")
+        print(f"prefilling {tokens} tokens, then decoding up to {args.max_new_tokens} ...", file=sys.stderr, flush=True)
     result = generate(
         model,
         tokenizer,
