@@ -47,6 +47,18 @@ def test_growing_samples_keeps_earlier_samples_and_pairs_same_texts(tmp_path, ca
     assert all(h == dense[(t, s)] for t, s, m, h in rows)
     assert len(set(dense.values())) == 8
 
+    with sqlite3.connect(db) as conn:  # rows of sample 3 as an older generator made them
+        conn.execute("UPDATE results SET sample_hash = 'older' WHERE sample = 3 AND task = 'niah_single'")
+    grown = [*study, "--methods", "dense;oracle_topk", "--samples", "4"]
+    assert main(grown) == 0
+    assert "2 rows (1 samples) were made from texts the task generators no longer produce" in capsys.readouterr().err
+    assert main(["report", str(db), "--out", str(tmp_path / "rep")]) == 0
+    assert "stale rows left out**: 2" in (tmp_path / "rep" / "report.md").read_text()
+    assert main([*grown, "--rerun-stale"]) == 0
+    err = capsys.readouterr().err
+    assert "deleted 2 stale rows" in err and "2 rows written" in err
+    assert "older" not in {h for *_, h in _rows(db)}
+
 
 def _written(err):
     line = next(line for line in err.splitlines() if "rows written" in line)
