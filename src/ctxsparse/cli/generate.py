@@ -64,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
         context, tokens, dropped = fit_text(context, question or "", tokenizer, limit, args.truncate, where)
         if dropped:
             print(f"note: --truncate {args.truncate} dropped {dropped} tokens of the context to fit {limit} tokens.")
-        print(f"prefilling {tokens} tokens, then decoding up to {args.max_new_tokens} ...", file=sys.stderr, flush=True)
+        print(
+            f"prefilling the context, then decoding ({tokens} tokens of text; up to {args.max_new_tokens} new) ...",
+            file=sys.stderr,
+            flush=True,
+        )
     result = generate(
         model,
         tokenizer,
