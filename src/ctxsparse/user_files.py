@@ -41,3 +41,17 @@ def read_user_text(path: str | os.PathLike, what: str = "file", expect: str = "a
             f"{what} {path} is not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); convert it "
             f"to UTF-8 (e.g. iconv -f latin1 -t utf-8 {path} > fixed) and give {expect}."
         ) from None
+
+
+def check_output_file(path: str | os.PathLike, what: str) -> None:
+    """Refuse, before any work, an output path that is a directory or lies in a folder that cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserFileError(f"{what} {path} is a directory; give a file name such as {path / 'out.json'}.")
+    folder = path.parent if str(path.parent) else Path(".")
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UserFileError(f"{what} {path} cannot be written: {folder} is not a writable folder; give another path.")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserFileError(f"{what} {path} is read-only; make it writable (chmod u+w {path}) or give another path.")

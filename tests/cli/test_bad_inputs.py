@@ -191,3 +191,14 @@ def test_report_database_unreadable(tmp_path, capsys, bad_files, kind):
 )
 def test_theorem_bad_sizes(capsys, extra, says):
     _refused(capsys, ["theorem", *extra], says)
+
+
+@pytest.mark.parametrize("verb", ["replay", "calibrate"])
+def test_output_path_that_is_a_directory(tmp_path, capsys, no_model_loads, verb):
+    transcript = tmp_path / "t.json"
+    transcript.write_text('[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]')
+    argv = {
+        "replay": ["replay", str(transcript), "--model", TINY, "--json", str(tmp_path)],
+        "calibrate": ["calibrate", "--model", TINY, "--out", str(tmp_path)],
+    }[verb]
+    _refused(capsys, argv, f"{tmp_path} is a directory; give a file name")

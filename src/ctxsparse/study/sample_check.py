@@ -92,4 +92,4 @@ def check_file_tasks(plan: StudyPlan, tasks: dict[str, Any], tokenizer: Any) -> 
     for task in tasks.values():
         if isinstance(task, FileTask):
             for length in plan.lengths:
-                task.generate(tokenizer, length, plan.samples_to_run, seed=plan.seed)
+                task.generate(tokenizer, length, plan.samples, seed=plan.seed)  # as many as the runner makes
