@@ -199,6 +199,8 @@ def max_positions(name: str) -> int | None:
     if name.startswith("random:"):
         shape = RANDOM_SHAPES.get(name.removeprefix("random:"))
         return shape.max_positions if shape else None
+    if "/" not in name and not Path(name).exists():
+        return None  # not a hub id or a folder: load_model says which names it knows
     from transformers import AutoConfig
 
     try:

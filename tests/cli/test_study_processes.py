@@ -16,7 +16,7 @@ from ctxsparse.cli.main import main
 
 SRC = str(Path(ctxsparse.__file__).parents[1])
 TINY = "random:tiny-llama"
-SMALL = ["--lengths", "256", "--sparsity", "10", "--max-new-tokens", "2", "--no-progress", "--no-report"]
+SMALL = ["--lengths", "160", "--sparsity", "10", "--max-new-tokens", "2", "--no-progress", "--no-report"]
 
 
 def _rows(db):

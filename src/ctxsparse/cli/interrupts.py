@@ -3,8 +3,19 @@ its lock released), then one line says what was kept."""
 
 from __future__ import annotations
 
+import importlib
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+#: Extension modules a verb loads first. An exception raised inside their import can leave them half
+#: loaded (a later import then fails with an unrelated error), so a signal waits until they are in.
+HEAVY_IMPORTS: dict[str, tuple[str, ...]] = {
+    "models": (),
+    "report": ("numpy", "matplotlib"),
+}
+DEFAULT_HEAVY_IMPORTS = ("numpy", "torch", "transformers")
 
 
 class Terminated(KeyboardInterrupt):
@@ -22,6 +33,39 @@ def install_handlers() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     except ValueError:  # not the main thread (main() called from a worker thread): leave them as they are
         pass
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the block; one that arrived is raised (as usual) right after it."""
+    received: list[int] = []
+    try:
+        previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in _SIGNALS}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        raise Terminated() if received[0] == signal.SIGTERM else KeyboardInterrupt()
+
+
+def preload(verb: str | None) -> None:
+    """Import the verb's heavy extension modules with signals held (see HEAVY_IMPORTS)."""
+    if verb is None:
+        return
+    with deferred_signals():
+        for name in HEAVY_IMPORTS.get(verb, DEFAULT_HEAVY_IMPORTS):
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass  # the verb itself says what to install when it needs the module
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def exit_code(err: KeyboardInterrupt) -> int:

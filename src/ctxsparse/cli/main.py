@@ -1,7 +1,8 @@
 """`ctxsparse <verb>`: one module per verb under ctxsparse.cli, each with add_parser(subparsers).
 
-Verb modules are imported inside main(), after the signal handlers are set, so an interrupt during the
-(slow) imports ends with the same one line as one during the work.
+Verb modules are imported inside main(), after the signal handlers are set, and the heavy extension
+modules (torch, numpy) with signals held: an interrupt during the (slow) imports ends with the same one
+line as one during the work.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from ctxsparse.cli.interrupts import exit_code, install_handlers, message
+from ctxsparse.cli.interrupts import exit_code, install_handlers, message, preload
 
 # Verb modules in the order --help lists them; each defines add_parser(subparsers) and sets a `run` default.
 VERBS: tuple[str, ...] = (
@@ -49,10 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "run", None):
             parser.print_help()
             return 2
+        preload(verb)
         return int(args.run(args) or 0)
     except KeyboardInterrupt as err:
         note = getattr(args, "interrupt_note", None)
-        print(message(getattr(args, "verb", None) or verb, note() if note else None, err), file=sys.stderr)
+        print(message(getattr(args, "verb", None) or verb, note(args) if note else None, err), file=sys.stderr)
         return exit_code(err)
     except (ValueError, KeyError, FileNotFoundError, OSError, RuntimeError) as err:
         print(f"ctxsparse {args.verb}: error: {err}", file=sys.stderr)

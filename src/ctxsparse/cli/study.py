@@ -81,7 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--db", default="results.db", help="results database (created, or resumed; default results.db)")
     p.add_argument("--report", "--output_path", dest="report", help="report folder (default: <db>-report)")
     p.add_argument("--no-report", action="store_true", help="do not write a report at the end")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, interrupt_note=lambda args: rows_saved(Path(args.db)))
 
 
 def plan_from(args: argparse.Namespace):
@@ -112,7 +112,7 @@ def default_report_dir(db: Path) -> Path:
 
 def run_study(args: argparse.Namespace, db: Path, report_dir: Path | None, argv: list[str]) -> int:
     """Validate everything cheap first (names, limits, database), then load models, run, print the summary."""
-    args.interrupt_note = lambda: rows_saved(db)
+    args.interrupt_note = lambda _args: rows_saved(db)
     from ctxsparse.models import check_device, max_positions, parse_dtype
     from ctxsparse.study.backend import TransformersBackend
     from ctxsparse.study.pairing import split_stale
@@ -169,7 +169,7 @@ def options_argv(verb: str, args: argparse.Namespace) -> list[str]:
     """The parsed options as a command line, stored with each run (reproducible however it was called)."""
     out = [verb]
     for key, value in sorted(vars(args).items()):
-        if key in ("run", "verb") or value is None or value is False:
+        if key in ("run", "verb", "interrupt_note") or value is None or value is False:
             continue
         for item in value if isinstance(value, list) else [value]:
             flag = "--" + key.replace("_", "-")
