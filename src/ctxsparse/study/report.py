@@ -109,6 +109,8 @@ def write_report(db: str | os.PathLike, out_dir: str | os.PathLike) -> Report:
         freshness = split_stale(store.rows(), store.sample_hashes())
         runs = store.runs()
     rows = freshness.fresh
+    if not rows and freshness.stale:
+        raise ValueError(freshness.message(db))
     if not rows:
         raise ValueError(f"{db} holds no results yet; run `ctxsparse study --db {db} ...` first.")
     out.mkdir(parents=True, exist_ok=True)

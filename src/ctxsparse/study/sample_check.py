@@ -8,6 +8,7 @@ the report pairs against) and finds the stale rows; with rerun=True it deletes t
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +64,8 @@ def check_samples(
         for r in store.rows()
         if r["model"] in plan.models and r["task"] in tasks and r["length"] in plan.lengths and r["seed"] == plan.seed
     ]
+    if rows:
+        print(f"checking the {len(rows)} stored rows of this study against the task generators ...", file=sys.stderr)
     hashes = current_hashes(rows, plan, tasks, tokenizer_of)
     if hashes:
         store.record_sample_hashes(hashes)
