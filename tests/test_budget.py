@@ -55,3 +55,9 @@ def test_bad_budgets(kwargs, message):
 def test_label():
     assert Budget(sparsity=50).label() == "50x"
     assert Budget(tokens=8).label() == "k=8"
+
+
+@pytest.mark.parametrize("kwargs", [{"sparsity": "abc"}, {"density": "0.1"}, {"tokens": None, "sparsity": True}])
+def test_non_numbers_are_refused_with_an_example(kwargs):
+    with pytest.raises(TypeError, match=r"must be a number; got .*Example: Budget\("):
+        Budget(**kwargs)

@@ -35,3 +35,22 @@ def test_unreachable_hub_id_errors_clearly(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises(OSError, match="neither a local directory nor reachable"):
         load_model("no-such-org/no-such-model")
+
+
+def test_max_positions_from_the_configuration_alone(tmp_path):
+    from ctxsparse.models import EMBEDDED_MAX_POSITIONS, max_positions
+
+    assert max_positions("random:tiny-llama") == 8192
+    assert max_positions("smollm2-135m") == EMBEDDED_MAX_POSITIONS
+    assert max_positions("no-such-name") is None
+    (tmp_path / "config.json").write_text('{"model_type": "llama", "max_position_embeddings": 321}')
+    assert max_positions(str(tmp_path)) == 321
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x"])
+def test_check_device_names_the_flag(device):
+    from ctxsparse.models import check_device
+
+    with pytest.raises(ValueError, match=f"--device {device!r}"):
+        check_device(device)
+    check_device("cpu")

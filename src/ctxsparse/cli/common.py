@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ctxsparse.budget import Budget
+from ctxsparse.user_files import read_user_text
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -28,9 +29,8 @@ def budget_from(args: argparse.Namespace) -> Budget:
     return Budget(sparsity=args.sparsity if args.sparsity is not None else 10)
 
 
-def read_text(value: str | None) -> str | None:
-    """'@path' reads a file; anything else is the text itself."""
+def read_text(value: str | None, option: str = "text") -> str | None:
+    """'@path' reads a file (clear errors naming the option and file); anything else is the text itself."""
     if value is not None and value.startswith("@"):
-        with open(value[1:], encoding="utf-8") as fh:
-            return fh.read()
+        return read_user_text(value[1:], f"{option} @file", "a UTF-8 text file")
     return value

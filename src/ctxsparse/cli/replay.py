@@ -32,11 +32,15 @@ def _cell(value: float | None, digits: int = 4) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctxsparse.models import load_model
+    from ctxsparse.models import check_device, load_model
     from ctxsparse.selectors import make_selector
     from ctxsparse.study.replay import load_transcript, replay
     from ctxsparse.study.report_tables import text_table
+    from ctxsparse.user_files import check_output_file
 
+    check_device(args.device)
+    if args.json_out:
+        check_output_file(args.json_out, "--json")
     messages = load_transcript(args.transcript)
     make_selector(args.method)
     budget = budget_from(args)

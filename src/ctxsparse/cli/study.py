@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ctxsparse.cli.interrupts import rows_saved
+from ctxsparse.tasks.truncation import TRUNCATE_HELP, TRUNCATE_RULES
+
 METHODS_HELP = (
     "selector specs, as make_selector reads them. Separate methods with ';' "
     "('dense;oracle_topk;sink_window:sink=4,window=64'), or with ',' where a 'key=value' item continues the "
@@ -57,6 +60,12 @@ def add_study_options(p: argparse.ArgumentParser) -> None:
         help="cap on generated tokens per answer (default: each task's own; a cap is part of the configuration)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--truncate", choices=TRUNCATE_RULES, default="none", help=TRUNCATE_HELP)
+    p.add_argument(
+        "--rerun-stale",
+        action="store_true",
+        help="delete and run again the stored rows whose sample text the task generator no longer makes",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -72,7 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--db", default="results.db", help="results database (created, or resumed; default results.db)")
     p.add_argument("--report", "--output_path", dest="report", help="report folder (default: <db>-report)")
     p.add_argument("--no-report", action="store_true", help="do not write a report at the end")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, interrupt_note=lambda args: rows_saved(Path(args.db)))
 
 
 def plan_from(args: argparse.Namespace):
@@ -102,38 +111,47 @@ def default_report_dir(db: Path) -> Path:
 
 
 def run_study(args: argparse.Namespace, db: Path, report_dir: Path | None, argv: list[str]) -> int:
-    """Validate everything cheap first (names, database), then load models, run, print the summary."""
-    from ctxsparse.models import parse_dtype
+    """Validate everything cheap first (names, limits, database), then load models, run, print the summary."""
+    args.interrupt_note = lambda _args: rows_saved(db)
+    from ctxsparse.models import check_device, max_positions, parse_dtype
     from ctxsparse.study.backend import TransformersBackend
+    from ctxsparse.study.pairing import split_stale
     from ctxsparse.study.report import write_report
     from ctxsparse.study.report_tables import aggregate, summary_text
+    from ctxsparse.study.run_lock import study_lock
     from ctxsparse.study.runner import StudyRunner
-    from ctxsparse.study.store import StudyStore, verify
+    from ctxsparse.study.sample_check import check_file_tasks, check_samples, describe
+    from ctxsparse.study.store import StudyStore, preflight
+    from ctxsparse.tasks import get_task
 
     plan = plan_from(args)
     parse_dtype(args.dtype)
-    runner = StudyRunner(plan, TransformersBackend(args.device, args.dtype), progress=not args.no_progress)
+    check_device(args.device)
+    plan.check_positions(max_positions)
+    runner = StudyRunner(
+        plan,
+        TransformersBackend(args.device, args.dtype),
+        get_task=lambda name: get_task(name, truncate=args.truncate),
+        progress=not args.no_progress,
+    )
     runner.check_names()
-    if db.exists() and db.stat().st_size > 0:
-        verify(db)
+    preflight(db)
     print(f"loading {', '.join(plan.models)} ...", file=sys.stderr)
     runner.open_models()
+    check_file_tasks(plan, runner.tasks, runner._session(plan.models[-1]).tokenizer)
     hashes = {c.hash for m in plan.models for c in plan.configs(m)}
-    with StudyStore.open(db) as store:
+    with StudyStore.open(db) as store, study_lock(db):
+        check = check_samples(store, plan, runner.tasks, lambda m: runner._session(m).tokenizer, args.rerun_stale)
+        if check.stale:
+            print(describe(check, db), file=sys.stderr)
         print(f"study: {plan.size()} rows in the grid, database {db} ({store.count()} rows stored)", file=sys.stderr)
-        try:
-            outcome = runner.run(store, argv=argv)
-        except KeyboardInterrupt:
-            print(
-                f"\ninterrupted: {store.count()} rows are saved in {db}; run the same command to resume.",
-                file=sys.stderr,
-            )
-            return 130
+        outcome = runner.run(store, argv=argv)
         rows = [
             r
             for r in store.rows()
             if r["config_hash"] in hashes and r["task"] in plan.tasks and r["length"] in plan.lengths
         ]
+        rows = split_stale(rows, store.sample_hashes()).fresh
     print(
         f"study: {outcome.written} rows written, {outcome.skipped} already done, {outcome.prefills} prefills, "
         f"{outcome.wall_s:.1f}s",
@@ -151,7 +169,7 @@ def options_argv(verb: str, args: argparse.Namespace) -> list[str]:
     """The parsed options as a command line, stored with each run (reproducible however it was called)."""
     out = [verb]
     for key, value in sorted(vars(args).items()):
-        if key in ("run", "verb") or value is None or value is False:
+        if key in ("run", "verb", "interrupt_note") or value is None or value is False:
             continue
         for item in value if isinstance(value, list) else [value]:
             flag = "--" + key.replace("_", "-")

@@ -36,7 +36,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse sizes the construction cannot use, naming the flag and a valid value."""
+    if args.d < 1:
+        raise ValueError(f"--d (head dimension) must be a positive whole number such as 64; got {args.d}.")
+    if args.n < 2:
+        raise ValueError(f"--n (tokens) must be at least 2 (and > d + 1 = {args.d + 1} for a collision); got {args.n}.")
+    if not 0 < args.step <= 1:
+        raise ValueError(f"--step must lie in (0, 1]; got {args.step}.")
+    if args.model and args.tokens < 2:
+        raise ValueError(f"--tokens must be at least 2 with --model; got {args.tokens}.")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_args(args)
     print(HEADLINE)
     gen = torch.Generator().manual_seed(args.seed)
     values = torch.randn(args.n, args.d, generator=gen, dtype=torch.float64)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ctxsparse.selectors.registry import parse_params
@@ -215,6 +215,17 @@ class StudyPlan:
         """Result rows in the full grid for this invocation."""
         per_sample = len(self.configs(self.models[0]))
         return len(self.models) * per_sample * len(self.tasks) * len(self.lengths) * self.samples_to_run
+
+    def check_positions(self, limit_of: Callable[[str], int | None]) -> None:
+        """Refuse lengths beyond any model's positions; limit_of reads a model's config only (no weights)."""
+        for model in self.models:
+            limit = limit_of(model)
+            too_long = [n for n in self.lengths if limit is not None and n > limit]
+            if too_long:
+                raise ValueError(
+                    f"--lengths {','.join(map(str, too_long))} exceed {model}'s limit of {limit} positions "
+                    f"(max_position_embeddings); choose --lengths at most {limit}."
+                )
 
     def describe(self) -> dict[str, object]:
         """JSON-friendly description, stored with each run."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ctxsparse.study.pairing import split_stale
 from ctxsparse.study.report_html import render_html
 from ctxsparse.study.report_plots import write_plots
 from ctxsparse.study.report_tables import (
@@ -30,8 +31,9 @@ NOTES = (
     "Accuracy is the mean task score (0..1, shown in %) over samples; n counts (sample, seed) pairs.",
     "95% confidence intervals: Wilson score interval when every score in the cell is 0 or 1; otherwise a "
     f"percentile bootstrap of the mean ({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}).",
-    "Retention = sparse accuracy / dense accuracy, both over the samples the sparse cell has (paired); "
-    "empty when the dense accuracy is 0 or the dense rows are missing.",
+    "Retention = sparse accuracy / dense accuracy, both over the samples the sparse cell has (paired: same "
+    "sample, seed and sample_hash; 'pairs' counts them); empty when the dense accuracy is 0 or the dense rows "
+    "are missing. Stale rows (made from a text the generator no longer makes) are left out and counted.",
     "Density = selected / visible tokens per head and step; mass recall = share of the dense attention "
     "probability mass on the selected tokens; output error = relative L2 error of each attention output "
     "vs dense; all three are means over sparse attention calls (layers, heads, steps).",
@@ -104,8 +106,11 @@ def write_report(db: str | os.PathLike, out_dir: str | os.PathLike) -> Report:
     """Read the study database (never writing to it beyond SQLite's own WAL bookkeeping) and write the report."""
     out = Path(out_dir)
     with StudyStore.open(db, create=False) as store:
-        rows = store.rows()
+        freshness = split_stale(store.rows(), store.sample_hashes())
         runs = store.runs()
+    rows = freshness.fresh
+    if not rows and freshness.stale:
+        raise ValueError(freshness.message(db))
     if not rows:
         raise ValueError(f"{db} holds no results yet; run `ctxsparse study --db {db} ...` first.")
     out.mkdir(parents=True, exist_ok=True)
@@ -119,6 +124,7 @@ def write_report(db: str | os.PathLike, out_dir: str | os.PathLike) -> Report:
         "rows": str(len(rows)),
         "models": ", ".join(dict.fromkeys(r["model"] for r in rows)),
         "study runs": str(len(runs)),
+        "stale rows left out": str(len(freshness.stale)),
         "versions": ", ".join(f"{k} {v}" for k, v in current.items() if k != "platform"),
     }
     report = Report(

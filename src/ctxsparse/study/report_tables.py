@@ -1,7 +1,7 @@
 """Result rows -> aggregated cells (one per model, task, length, method, sparsity) and the tables built on them.
 
 Retention is paired: a sparse cell's accuracy divided by the dense accuracy on the same (sample, seed)
-pairs, so a partly finished study never compares different samples.
+pairs with equal sample_hash (study/pairing.py), so a study never compares different texts.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ctxsparse.study.pairing import paired_with_dense
 from ctxsparse.study.plan import DENSE
 from ctxsparse.study.stats import mean_interval, mean_or_none
 
@@ -46,6 +47,7 @@ class Cell:
     decode_s: float | None
     new_tokens: float | None
     context_tokens: float | None
+    pairs: int = 0
 
     @property
     def is_dense(self) -> bool:
@@ -75,19 +77,17 @@ def aggregate(rows: Iterable[dict[str, Any]]) -> list[Cell]:
         key = _group_key(row)
         order.setdefault(key, len(order))
         groups[key].append(row)
-    dense_scores: dict[tuple, dict[tuple[int, int], float]] = defaultdict(dict)
+    dense_rows: dict[tuple, dict[tuple[int, int], dict[str, Any]]] = defaultdict(dict)
     for key, members in groups.items():
         if members[0]["method"] == DENSE and members[0]["spec"] == DENSE:
             for r in members:
-                dense_scores[key[:4]][(r["sample"], r["seed"])] = r["score"]
+                dense_rows[key[:4]][(r["sample"], r["seed"])] = r
     cells = []
     for key, members in groups.items():
         model, dtype, task, length, phase, spec, sparsity = key
         ci = mean_interval([r["score"] for r in members])
-        reference = dense_scores.get(key[:4], {})
-        paired = [
-            (r["score"], reference[(r["sample"], r["seed"])]) for r in members if (r["sample"], r["seed"]) in reference
-        ]
+        pairs, _ = paired_with_dense(members, dense_rows.get(key[:4], {}))
+        paired = [(r["score"], d["score"]) for r, d in pairs]
         dense_acc = sum(d for _, d in paired) / len(paired) if paired else None
         retention = sum(s for s, _ in paired) / len(paired) / dense_acc if dense_acc else None
         cells.append(
@@ -107,6 +107,7 @@ def aggregate(rows: Iterable[dict[str, Any]]) -> list[Cell]:
                 ci_method=ci.method,
                 retention=retention,
                 dense_accuracy=dense_acc,
+                pairs=len(paired),
                 **{k: mean_or_none([r[k] for r in members]) for k in FIDELITY + TIMINGS},
             )
         )
@@ -181,6 +182,7 @@ DETAIL_HEADER = [
     "accuracy",
     "95% CI",
     "retention",
+    "pairs",
     "density",
     "mass recall",
     "output err",
@@ -202,6 +204,7 @@ def detail_rows(cells: Sequence[Cell]) -> list[list[str]]:
                 _pct(c.accuracy),
                 ci,
                 _fmt(c.retention, 2),
+                "–" if c.is_dense else str(c.pairs),
                 _fmt(c.density, 4),
                 _fmt(c.mass_recall),
                 _fmt(c.output_error),

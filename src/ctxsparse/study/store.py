@@ -3,7 +3,8 @@
 Resumability rests on two things: the primary key (config_hash, task, length, sample, seed), and one
 transaction per row, so a killed study keeps every row it finished and loses only those in flight.
 A file that is not a ctxsparse study database (another program's SQLite file, a corrupt file, any other
-file) is refused and never written to.
+file) is refused and never written to. Several processes may open one database at once (SQLite's WAL mode
+with a busy timeout); close() checkpoints the WAL so that the database file alone holds every row.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ APPLICATION = "ctxsparse-study"
 APPLICATION_ID = 0x43545853  # 'CTXS', kept in the SQLite header (PRAGMA application_id)
 SCHEMA_VERSION = 1
 SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 60_000  # a writer waits this long for another process's transaction
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,6 +39,18 @@ CREATE TABLE results (
     PRIMARY KEY (config_hash, task, length, sample, seed)
 );
 """
+
+# What the task generators make now, per sample: rows whose sample_hash differs are stale. Added to older
+# databases on open (the three tables above are what marks a study database).
+_SAMPLES_TABLE = """
+CREATE TABLE IF NOT EXISTS samples (
+    model TEXT NOT NULL, task TEXT NOT NULL, length INTEGER NOT NULL, sample INTEGER NOT NULL,
+    seed INTEGER NOT NULL, sample_hash TEXT NOT NULL, checked TEXT NOT NULL,
+    PRIMARY KEY (model, task, length, sample, seed)
+)
+"""
+
+SampleKey = tuple[str, str, int, int, int]  # (model, task, length, sample, seed)
 
 
 class StoreError(ValueError):
@@ -125,17 +139,56 @@ def verify(path: Path) -> None:
         )
 
 
+def check_writable(path: Path) -> None:
+    """Raise StoreError unless a database at path can be created or written (before any work starts).
+
+    SQLite writes <db>-wal and <db>-shm beside the database, so the folder must be writable too.
+    """
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory; give --db a file name such as {path / 'results.db'}.")
+    folder = path.parent if str(path.parent) else Path(".")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StoreError(f"{existing} is not a folder, so {path} cannot be created; give --db a path in a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"The folder {existing} is read-only, so the database {path} (and its -wal and -shm files) cannot be "
+            "written there; give --db a path in a writable folder."
+        )
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError(
+            f"{path} is read-only (or unreadable); make it writable (chmod u+rw {path}) or give --db another file."
+        )
+
+
+def preflight(path: str | os.PathLike) -> None:
+    """Everything about --db that can be checked before models load: writable, and ours if it exists."""
+    path = Path(path)
+    check_writable(path)
+    if path.exists() and path.stat().st_size > 0:
+        verify(path)
+
+
 class StudyStore:
     """Open with StudyStore.open(path); add() commits each row on its own."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, writable: bool = True) -> None:
         self.path = path
         self.conn = conn
+        self.writable = writable
 
     @classmethod
     def open(cls, path: str | os.PathLike, create: bool = True) -> StudyStore:
-        """Open (verifying first) or create the database at path; create=False requires it to exist."""
+        """Open (verifying first) or create the database at path; create=False requires it to exist.
+
+        Safe when several processes create the same new file at once: the schema is written inside one
+        BEGIN IMMEDIATE transaction that first looks whether another process has written it already.
+        """
         path = Path(path)
+        if path.is_dir():
+            raise StoreError(f"{path} is a directory; give a database file name such as {path / 'results.db'}.")
         fresh = not path.exists() or path.stat().st_size == 0
         if fresh and not create:
             raise FileNotFoundError(f"No study database at {path}; run `ctxsparse study --db {path}` first.")
@@ -143,26 +196,33 @@ class StudyStore:
             verify(path)
         elif path.parent and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
+        writable = create or os.access(path, os.W_OK)
+        if not writable:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30)
+            conn.row_factory = sqlite3.Row
+            return cls(path, conn, writable=False)
         conn = sqlite3.connect(path, isolation_level=None, timeout=30)
         conn.row_factory = sqlite3.Row
-        if fresh:
-            # Header fields and tables are written in rollback mode before WAL starts, so the file's own
-            # header carries the application id from its first commit.
-            conn.execute("BEGIN")
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
-                conn.execute(statement)
-            conn.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [("application", APPLICATION), ("schema_version", str(SCHEMA_VERSION)), ("created", _now())],
-            )
-            conn.execute("COMMIT")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        try:
+            if fresh:
+                _create_schema(conn, path)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            if create:
+                conn.execute(_SAMPLES_TABLE)
+        except sqlite3.OperationalError as err:
+            conn.close()
+            raise StoreError(f"{path} cannot be written ({err}); give --db a file in a writable folder.") from err
         return cls(path, conn)
 
     def close(self) -> None:
+        """Checkpoint the WAL into the database file (so the file alone holds every row), then close."""
+        if self.writable:
+            try:
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass  # another process is reading; SQLite checkpoints when the last connection closes
         self.conn.close()
 
     def __enter__(self) -> StudyStore:
@@ -203,6 +263,34 @@ class StudyStore:
             )
         return cur.rowcount == 1
 
+    def delete(self, keys: list[tuple[str, str, int, int, int]]) -> int:
+        """Delete the rows with these (config_hash, task, length, sample, seed) keys in one transaction."""
+        with self._transaction():
+            cur = self.conn.executemany(
+                "DELETE FROM results WHERE config_hash = ? AND task = ? AND length = ? AND sample = ? AND seed = ?",
+                keys,
+            )
+        return cur.rowcount
+
+    def record_sample_hashes(self, hashes: dict[SampleKey, str]) -> None:
+        """Remember what the generators make now for these samples (the reference for stale rows)."""
+        now = _now()
+        with self._transaction():
+            self.conn.executemany(
+                "INSERT INTO samples (model, task, length, sample, seed, sample_hash, checked) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (model, task, length, sample, seed) "
+                "DO UPDATE SET sample_hash = excluded.sample_hash, checked = excluded.checked",
+                [(*key, value, now) for key, value in hashes.items()],
+            )
+
+    def sample_hashes(self) -> dict[SampleKey, str]:
+        """(model, task, length, sample, seed) -> the sample_hash the generator last made for it."""
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "samples" not in tables:
+            return {}
+        cur = self.conn.execute("SELECT model, task, length, sample, seed, sample_hash FROM samples")
+        return {tuple(r[:5]): r[5] for r in cur}
+
     def rows(self) -> list[dict[str, Any]]:
         """Every result row as a dict, in insertion order."""
         return [dict(r) for r in self.conn.execute("SELECT * FROM results ORDER BY rowid")]
@@ -221,6 +309,30 @@ class StudyStore:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self.conn)
+
+
+def _create_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """Write the schema of a new database, unless another process has just done so (then check it is ours).
+
+    Header fields and tables are written in rollback mode before WAL starts, so the file's own header
+    carries the application id from its first commit.
+    """
+    with _Transaction(conn):
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables:
+            if not {"meta", "runs", "results"} <= tables or conn.execute("PRAGMA application_id").fetchone()[0] != (
+                APPLICATION_ID
+            ):
+                raise _refuse(path, "was just created by another program")
+            return
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+            conn.execute(statement)
+        conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            [("application", APPLICATION), ("schema_version", str(SCHEMA_VERSION)), ("created", _now())],
+        )
 
 
 class _Transaction:

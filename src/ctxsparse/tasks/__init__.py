@@ -35,13 +35,16 @@ TASKS: dict[str, TaskFamily] = {
 }
 
 
-def get_task(name_or_path: str) -> TaskFamily:
-    """A registered family by name, a FileTask for a '.jsonl' path, or an HFTask for 'hf:...'."""
+def get_task(name_or_path: str, truncate: str = "none") -> TaskFamily:
+    """A registered family by name, a FileTask for a '.jsonl' path, or an HFTask for 'hf:...'.
+
+    truncate is the rule for file rows longer than the requested length (see tasks/truncation.py).
+    """
     spec = str(name_or_path).strip()
     if spec in TASKS:
         return TASKS[spec]
     if spec.endswith(".jsonl"):
-        return FileTask(spec)
+        return FileTask(spec, truncate=truncate)
     if spec.startswith("hf:"):
         return make_hf_task(spec)
     raise ValueError(

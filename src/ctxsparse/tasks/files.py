@@ -11,6 +11,10 @@ LongBench rows (`context`, `input`, `answers`): the question is the input (or a 
 the text when it is empty), metric string_match_part over the alternative answers, no length filter.
 
 Either format may carry `metric` and `max_new_tokens` per row to override the defaults.
+
+Every row is checked when the file is opened (an object, text fields present and not null, a whole-number
+`length`), and every sample is measured with the model's tokenizer: one longer than the requested length
+is refused or cut by the `truncate` rule (see truncation.py).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from typing import Any
 
 from ctxsparse.tasks.base import Sample, TaskFamily
 from ctxsparse.tasks.scoring import METRICS
+from ctxsparse.tasks.truncation import check_rule, fit_sample
+from ctxsparse.user_files import read_user_text
 
 RULER_FIELDS = frozenset({"input", "outputs"})
 LONGBENCH_FIELDS = frozenset({"context", "input", "answers"})
@@ -106,44 +112,72 @@ def longbench_row_to_sample(row: dict[str, Any], index: int, task: str) -> Sampl
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSON-lines file (blank lines skipped), with the line number in errors."""
+    """Rows of a JSON-lines file (blank lines skipped), each a JSON object; errors give the line number."""
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{number} is not valid JSON ({err.msg}).") from None
+    text = read_user_text(path, "task file", "a .jsonl file of RULER or LongBench rows")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number} is not valid JSON ({err.msg}).") from None
+        if not isinstance(row, dict):
+            raise ValueError(
+                f"{path}:{number} is a JSON {type(row).__name__}, not an object; each line must be one object "
+                'such as {"input": "...", "outputs": ["..."]} (RULER) or {"context": "...", "input": "...", '
+                '"answers": ["..."]} (LongBench).'
+            )
+        rows.append(row)
     return rows
+
+
+def check_row(row: dict[str, Any], fmt: str, where: str) -> None:
+    """Refuse null or non-text fields and a `length` that is not a whole number, naming the row."""
+    text_fields = ("input",) if fmt == "ruler" else ("context", "input")
+    answer_field = "outputs" if fmt == "ruler" else "answers"
+    for name in text_fields:
+        if not isinstance(row[name], str):
+            raise ValueError(f"{where}: {name!r} is {json.dumps(row[name])}; give it as a string.")
+    answers = row[answer_field]
+    items = answers if isinstance(answers, list) else [answers]
+    if not items or any(not isinstance(a, str | int | float) or isinstance(a, bool) for a in items):
+        raise ValueError(
+            f'{where}: {answer_field!r} is {json.dumps(answers)}; give a list of answer strings such as ["42"].'
+        )
+    if "length" in row and (isinstance(row["length"], bool) or not isinstance(row["length"], int)):
+        raise ValueError(f"{where}: 'length' is {json.dumps(row['length'])}; give a whole number of tokens or drop it.")
 
 
 @dataclass
 class FileTask(TaskFamily):
-    """Samples read from a RULER or LongBench `.jsonl` file."""
+    """Samples read from a RULER or LongBench `.jsonl` file; truncate is the rule for too long rows."""
 
     path: Path
     name: str = ""
     description: str = ""
     rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
     format: str = ""
+    truncate: str = "none"
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"Task file {self.path} does not exist; give the path of a .jsonl file.")
+        check_rule(self.truncate)
         self.rows = read_jsonl(self.path)
         if not self.rows:
-            raise ValueError(f"Task file {self.path} holds no rows.")
+            raise ValueError(f"Task file {self.path} holds no rows; give a .jsonl file with one JSON object a line.")
         formats = {detect_format(row, f"row {i + 1} of {self.path}") for i, row in enumerate(self.rows)}
         if len(formats) > 1:
             raise ValueError(f"Task file {self.path} mixes RULER and LongBench rows; split it in two files.")
         self.format = formats.pop()
+        for i, row in enumerate(self.rows):
+            check_row(row, self.format, f"row {i + 1} of {self.path}")
         self.name = self.name or self.path.stem
         self.description = self.description or f"{self.format} rows from {self.path}"
 
     def generate(self, tokenizer: Any, length: int, count: int, seed: int = 0) -> list[Sample]:
-        """The first `count` rows (RULER rows longer than `length` skipped); tokenizer and seed are unused."""
+        """The first `count` rows (RULER rows declaring a `length` above `length` skipped), each measured with
+        the tokenizer and fitted into `length` tokens by the truncate rule; seed is unused."""
         rows = self.rows
         if self.format == "ruler" and length > 0 and any("length" in row for row in rows):
             rows = [row for row in rows if int(row.get("length", 0)) <= length]
@@ -153,6 +187,13 @@ class FileTask(TaskFamily):
                     f"No row of {self.path} fits in {length} tokens (shortest: {shortest}); ask for a larger length."
                 )
         if self.format == "longbench":
-            return [longbench_row_to_sample(row, i, self.name) for i, row in enumerate(rows[:count])]
-        metric = "string_match_part" if self.path.stem.lower().startswith("qa") else "string_match_all"
-        return [ruler_row_to_sample(row, i, self.name, metric) for i, row in enumerate(rows[:count])]
+            samples = [longbench_row_to_sample(row, i, self.name) for i, row in enumerate(rows[:count])]
+        else:
+            metric = "string_match_part" if self.path.stem.lower().startswith("qa") else "string_match_all"
+            samples = [ruler_row_to_sample(row, i, self.name, metric) for i, row in enumerate(rows[:count])]
+        if length <= 0 or tokenizer is None:
+            return samples
+        return [
+            fit_sample(s, tokenizer, length, self.truncate, f"row {self.rows.index(r) + 1} of {self.path}")
+            for s, r in zip(samples, rows, strict=False)
+        ]

@@ -31,9 +31,21 @@ def sample_rng(*parts: object) -> random.Random:
     return random.Random("|".join(str(p) for p in parts))
 
 
-def spread_depth(index: int, count: int) -> float:
-    """Depth in [0, 1] of sample `index` of `count`, spread evenly (0, ..., 1); 0.5 for a single sample."""
-    return 0.5 if count <= 1 else index / (count - 1)
+def spread_depth(index: int) -> float:
+    """Depth in [0, 1] of sample `index`, from the index alone: 0.5, 0, 1, then 1/4, 3/4, 1/8, 3/8, ...
+
+    Each new level halves the gaps left by the earlier samples, so the first n samples spread over the
+    haystack for any n, and asking for more samples never moves the earlier ones (their identity is
+    (task, length, seed, index)).
+    """
+    if index < 0:
+        raise ValueError(f"Sample index must be >= 0; got {index}.")
+    if index < 3:
+        return (0.5, 0.0, 1.0)[index]
+    m = index - 1
+    level = m.bit_length()  # samples 2^(level-1)+1 .. 2^level sit at the odd multiples of 1 / 2^level
+    offset = m - (1 << (level - 1))
+    return (2 * offset + 1) / (1 << level)
 
 
 @dataclass

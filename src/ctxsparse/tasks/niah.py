@@ -3,8 +3,9 @@
 Registered names: niah_single (noise haystack, number values) and niah_single_<haystack>_<value> for
 haystack in {noise, words} and value in {number, uuid}; niah_multikey (word haystack, 3 distractor
 keys); niah_multikey_dense (the haystack is made only of distractor needles); niah_multivalue (one key,
-4 values); niah_multiquery (4 keys asked at once). The first needle of sample i of n sits at depth
-i / (n - 1) of the haystack, so depths spread evenly over the samples; the other needles are random.
+4 values); niah_multiquery (4 keys asked at once). The first needle of sample i sits at depth
+spread_depth(i) (0.5, 0, 1, 1/4, 3/4, ...): depths spread over any number of samples, and a sample never
+depends on how many were asked for. The other needles are random.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ctxsparse.tasks import words
-from ctxsparse.tasks.base import Sample, TaskFamily
+from ctxsparse.tasks.base import Sample, SyntheticTask
 from ctxsparse.tasks.haystacks import Stream, insert_at_depths, sentence_stream
 from ctxsparse.tasks.length import Draft, fit_length, sample_rng, spread_depth, to_sample
 
@@ -49,7 +50,7 @@ def _join_keys(keys: list[str]) -> str:
 
 
 @dataclass
-class Niah(TaskFamily):
+class Niah(SyntheticTask):
     """Find the value(s) stored under the queried key(s) among filler text and distractor needles."""
 
     name: str = "niah_single"
@@ -60,20 +61,17 @@ class Niah(TaskFamily):
     num_values: int = 1
     num_distractors: int = 0
 
-    def generate(self, tokenizer: Any, length: int, count: int, seed: int = 0) -> list[Sample]:
-        return [self._sample(tokenizer, length, i, count, seed) for i in range(count)]
-
     def _needle(self, key: str, value: str) -> str:
         article = "A" if self.num_values > 1 else "The"
         return f"{article} special magic {self.value_kind} for {key} is: {value}."
 
-    def _sample(self, tokenizer: Any, length: int, index: int, count: int, seed: int) -> Sample:
+    def make_sample(self, tokenizer: Any, length: int, index: int, seed: int) -> Sample:
         rng = sample_rng(self.name, seed, length, index)
         kind = self.value_kind
         used_keys: set[str] = set()
         used_values: set[str] = set()
         keys = [_unique(lambda: make_key(rng), used_keys) for _ in range(self.num_queries)]
-        depth = spread_depth(index, count)
+        depth = spread_depth(index)
         needles: list[tuple[float, str]] = []
         answers: list[str] = []
         for q, key in enumerate(keys):
