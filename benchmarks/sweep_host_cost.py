@@ -85,12 +85,14 @@ def main() -> int:
     results = []
     for shape in SHAPES:
         row = {"batch": shape[0], "kv_heads": shape[1], "context": shape[2], "k": shape[3]}
+        case = _case(*shape)
         for mode in modes:
             os.environ[KERNEL.LAUNCH_ENV] = mode if CUDA else "direct"
             ENTRY._PLANS.clear()
-            row[f"{mode}_host_us"] = host_us(_case(*shape))
+            row[f"{mode}_host_us"] = host_us(case)
             if mode == "direct":
                 row["direct_used"] = all(p.direct is not None for p in ENTRY._PLANS.values())
+        del case
         results.append(row)
         print(" ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     os.environ.pop(KERNEL.LAUNCH_ENV, None)
@@ -103,6 +105,8 @@ def main() -> int:
         for _ in range(2000):
             sparse_decode(*case, backend="triton")
         profile.disable()
+        modes_used = sorted({p.launch_mode for p in ENTRY._PLANS.values()})
+        print(f"profile of {SHAPES[0]} (batch, kv heads, context, k), launch mode {modes_used}, 2000 calls:")
         pstats.Stats(profile, stream=sys.stdout).sort_stats("tottime").print_stats(12)
     if args.json:
         device = torch.cuda.get_device_name() if CUDA else "cpu (interpreter, no-op direct launchers)"
