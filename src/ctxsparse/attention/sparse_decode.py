@@ -8,7 +8,8 @@ CTXSPARSE_DEBUG=1 in the environment.
 Eager calls are cheap on the host: every check depends only on the inputs' shapes, strides, dtypes,
 devices and alignment, and so does the Triton launch plan, so both are done once per such signature and
 the plan is kept (FlashInfer's plan/run split, without a separate plan call). A repeated call builds its
-signature, finds the plan and launches.
+signature, finds the plan and launches the compiled kernels through their C launchers, bound at plan time
+(triton_launch.py).
 """
 
 from __future__ import annotations
