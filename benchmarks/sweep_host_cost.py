@@ -29,7 +29,7 @@ if not CUDA:
 from ctxsparse.attention import sparse_decode  # noqa: E402
 
 ENTRY = importlib.import_module("ctxsparse.attention.sparse_decode")
-KERNEL = importlib.import_module("ctxsparse.attention.triton_decode")
+LAUNCH = importlib.import_module("ctxsparse.attention.decode_launch")
 # (batch, kv heads, context, selected k): the small shapes where the host time shows, and two larger ones
 SHAPES = [(1, 8, 32768, 328), (1, 8, 131072, 2622), (8, 8, 131072, 2622), (32, 8, 32768, 656)]
 
@@ -48,7 +48,7 @@ def _stub_launches() -> None:
     from ctxsparse.attention.triton_launch import DirectLaunch, StreamScratch
 
     noop = lambda *args: None  # noqa: E731
-    KERNEL._raw_stream, KERNEL._capturing = (lambda index: 0), (lambda: False)
+    LAUNCH._raw_stream, LAUNCH._capturing = (lambda index: 0), (lambda: False)
     torch._C._cuda_getDevice = lambda: -1
     for plan in ENTRY._PLANS.values():
         merge = DirectLaunch(noop, (1, 1, 1), 0, ()) if plan.splits > 1 else None
@@ -87,7 +87,7 @@ def main() -> int:
         row = {"batch": shape[0], "kv_heads": shape[1], "context": shape[2], "k": shape[3]}
         case = _case(*shape)
         for mode in modes:
-            os.environ[KERNEL.LAUNCH_ENV] = mode if CUDA else "direct"
+            os.environ[LAUNCH.LAUNCH_ENV] = mode if CUDA else "direct"
             ENTRY._PLANS.clear()
             row[f"{mode}_host_us"] = host_us(case)
             if mode == "direct":
@@ -95,7 +95,7 @@ def main() -> int:
         del case
         results.append(row)
         print(" ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-    os.environ.pop(KERNEL.LAUNCH_ENV, None)
+    os.environ.pop(LAUNCH.LAUNCH_ENV, None)
     if args.profile:
         ENTRY._PLANS.clear()
         case = _case(*SHAPES[0])

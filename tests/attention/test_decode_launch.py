@@ -1,4 +1,4 @@
-"""The planned decode's direct launch path: the same kernel arguments as the tensor path, scratch per stream.
+"""DecodeLaunch's direct launch path: the same kernel arguments as the tensor path, scratch per stream.
 
 Without CUDA the direct launchers are recorders and the stream is a number; what is checked is that
 a direct call passes, slot by slot, what the tensor path (tested against the reference elsewhere) passes,
@@ -18,6 +18,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 pytest.importorskip("triton")
 kernel = importlib.import_module("ctxsparse.attention.triton_decode")
+from ctxsparse.attention import decode_launch  # noqa: E402
 from ctxsparse.attention.split_plan import default_config  # noqa: E402
 from ctxsparse.attention.triton_launch import DirectLaunch, StreamScratch  # noqa: E402
 
@@ -45,8 +46,8 @@ def _go_direct(plan, calls: list, monkeypatch, capturing: bool = False) -> None:
         DirectLaunch(_recorder(calls), (plan.out_shape[0] * plan.out_shape[1], 1, 1), 0xE, ()) if splits > 1 else None
     )
     plan.direct, plan.stream_scratch = (split, merge), StreamScratch(torch.device("cpu"))
-    monkeypatch.setattr(kernel, "_raw_stream", lambda index: 5)
-    monkeypatch.setattr(kernel, "_capturing", lambda: capturing)
+    monkeypatch.setattr(decode_launch, "_raw_stream", lambda index: 5)
+    monkeypatch.setattr(decode_launch, "_capturing", lambda: capturing)
     monkeypatch.setattr(torch._C, "_cuda_getDevice", lambda: plan.device_index, raising=False)
 
 
@@ -91,10 +92,10 @@ def test_scratch_is_kept_per_stream_but_not_in_graph_capture(monkeypatch):
     for _ in range(2):
         plan(q, keys, values, idx, lengths, None, None)
     assert calls[0][5 + 9] == calls[2][5 + 9] == scratch.buffers[5][2]  # one buffer, reused on stream 5
-    monkeypatch.setattr(kernel, "_raw_stream", lambda index: 6)
+    monkeypatch.setattr(decode_launch, "_raw_stream", lambda index: 6)
     plan(q, keys, values, idx, lengths, None, None)
     assert calls[4][3] == 6 and calls[4][5 + 9] == scratch.buffers[6][2] != scratch.buffers[5][2]
-    monkeypatch.setattr(kernel, "_capturing", lambda: True)
+    monkeypatch.setattr(decode_launch, "_capturing", lambda: True)
     plan(q, keys, values, idx, lengths, None, None)
     assert calls[6][5 + 9] not in {held[2] for held in scratch.buffers.values()}  # the graph's own scratch
 
@@ -110,7 +111,7 @@ def test_gpu_direct_launch_is_bound_and_agrees_with_the_runner_on_two_streams(mo
     idx = torch.randint(0, 8192, (4, 8, 700), generator=g, device="cuda", dtype=torch.int32)
     results = {}
     for mode in ("runner", "direct"):
-        monkeypatch.setenv(kernel.LAUNCH_ENV, mode)
+        monkeypatch.setenv(decode_launch.LAUNCH_ENV, mode)
         monkeypatch.setattr(sd, "_PLANS", {})
         results[mode] = sparse_decode(q, keys, keys, idx, backend="triton", return_lse=True)
         (plan,) = sd._PLANS.values()
