@@ -7,14 +7,17 @@
 #      with FlashInfer (both dense settings timed, the faster one is the anchor) in the time left
 #   4. a short table: per point our times, the dense anchor (this run's, else the H200 file's in
 #      benchmarks/results/, said so), x over dense, the target and the time that meets it; the host rows
+#   5. (after the table, up to LATENCY_TIMEOUT s more; LATENCY_TIMEOUT=0 skips it) where the graphed time goes
+#      at the two points: split kernel alone, no PDL, capped split counts (benchmarks/sweep_decode_latency.py)
 # Logs and JSON go to $LOG_DIR (default: $OUT, else out/).
-#   benchmarks/run_host_cost_gpu.sh        (HOST_TIMEOUT, PLAIN_TIMEOUT, FI_TIMEOUT override the limits)
+#   benchmarks/run_host_cost_gpu.sh   (HOST_TIMEOUT, PLAIN_TIMEOUT, FI_TIMEOUT, LATENCY_TIMEOUT override the limits)
 set -uo pipefail
 LOG_DIR=${LOG_DIR:-${OUT:-out}}
 WHEELS=${WHEELS:-gpu-wheels}
 HOST_TIMEOUT=${HOST_TIMEOUT:-60}
 PLAIN_TIMEOUT=${PLAIN_TIMEOUT:-40}
 FI_TIMEOUT=${FI_TIMEOUT:-80}
+LATENCY_TIMEOUT=${LATENCY_TIMEOUT:-60}
 mkdir -p "$LOG_DIR"
 start=$(date +%s)
 stamp() { echo "=== $1 ($(( $(date +%s) - start )) s)"; }
@@ -92,4 +95,11 @@ if host:
 else:
     print("no host-cost result (see host-cost.log)")
 PY
+
+if [ "$LATENCY_TIMEOUT" -gt 0 ]; then
+  stamp "decode latency decomposition"
+  timeout "$LATENCY_TIMEOUT" python3 benchmarks/sweep_decode_latency.py --json "$LOG_DIR/decode-latency.json" 2>&1 \
+    | tee "$LOG_DIR/decode-latency.log"
+  echo "sweep_decode_latency exit: ${PIPESTATUS[0]}"
+fi
 stamp done
