@@ -34,7 +34,7 @@ class _Compiled:
     """A compiled kernel in outline: `kernel[grid](*args, stream=...)` passes packed metadata and hooks."""
 
     def __init__(self, launch, scratch: int = 0) -> None:
-        self.function, self.module = 0xF00, object()
+        self.function, self.module, self.replays = 0xF00, object(), []  # shared with shallow copies
         self.packed_metadata = (4, 1, 1024)
         self.metadata = SimpleNamespace(global_scratch_size=scratch, profile_scratch_size=0)
         self._run = _Launcher(launch)
@@ -45,6 +45,7 @@ class _Compiled:
 
     def __getitem__(self, grid):
         def runner(*args, stream=None):
+            self.replays.append(grid)
             hooks = (knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook)
             self.run(*grid, stream, self.function, self.packed_metadata, LazyDict({"stream": stream}), *hooks, *args)
 
@@ -103,3 +104,18 @@ def test_stream_scratch_is_reused_per_stream_and_grows():
     assert scratch.buffers[1][0].numel() == 1000 and scratch.address(1, 10) == grown
     scratch.clear()
     assert scratch.buffers == {}
+
+
+def test_a_binding_is_recorded_once_per_kernel_and_grid():
+    compiled = _Compiled(lambda *c: None)
+    args = (torch.zeros(2), 3)
+    first = bind_direct(compiled, (2, 1, 1), args, 0)
+    again = bind_direct(compiled, (2, 1, 1), (torch.ones(2), 4), 0)
+    assert len(compiled.replays) == 1 and again.fixed == first.fixed and again.grid == (2, 1, 1)
+    assert bind_direct(compiled, (4, 1, 1), args, 0).grid == (4, 1, 1) and len(compiled.replays) == 2
+    hook = lambda meta: None  # noqa: E731
+    knobs.runtime.launch_exit_hook.add(hook)  # hooks are checked before any kept binding is used
+    try:
+        assert bind_direct(compiled, (2, 1, 1), args, 0) is None
+    finally:
+        knobs.runtime.launch_exit_hook.remove(hook)

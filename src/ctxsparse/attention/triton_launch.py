@@ -14,6 +14,7 @@ call is accepted only where it has the layout `(grid x, y, z, stream, function, 
 from __future__ import annotations
 
 import copy
+import weakref
 
 import torch
 
@@ -48,7 +49,8 @@ def bind_direct(compiled, grid: tuple[int, int, int], args: tuple, stream: int) 
     accepts the recorded call only where it is (grid, stream, function, fixed..., *args) with the very
     argument objects given, the kernel needs no per-launch scratch, and no launch hooks are installed.
     The bound call passes no hooks (and so no launch metadata, which only hooks read): a profiler that
-    adds hooks after planning does not see planned calls.
+    adds hooks after planning does not see planned calls. An accepted binding is kept per compiled kernel
+    and grid, so re-planning (a cache that grows every step) records no more than once per variant.
     """
     try:
         from triton import knobs
@@ -66,6 +68,13 @@ def bind_direct(compiled, grid: tuple[int, int, int], args: tuple, stream: int) 
         or getattr(meta, "profile_scratch_size", 0)
     ):
         return None
+    grid = tuple(grid)
+    try:
+        known = _BOUND.setdefault(compiled, {})
+    except TypeError:  # not weakly referenceable: bind afresh each time
+        known = {}
+    if grid in known:
+        return DirectLaunch(launch, grid, compiled.function, known[grid])
     # Record on shallow copies (same loaded module and function) so that no other thread's launch of the
     # shared compiled kernel is ever diverted while this records.
     recorded: list[tuple] = []
@@ -92,8 +101,12 @@ def bind_direct(compiled, grid: tuple[int, int, int], args: tuple, stream: int) 
     if any(isinstance(v, torch.Tensor) for v in fixed):  # scratch the launcher allocated: not reusable
         return None
     # the (empty) hook chains and the metadata built for them: None, so the C launcher calls no Python
-    fixed = tuple(None if any(v is h for h in hooks) or isinstance(v, LazyDict) else v for v in fixed)
-    return DirectLaunch(launch, tuple(grid), compiled.function, fixed)
+    fixed = known[grid] = tuple(None if any(v is h for h in hooks) or isinstance(v, LazyDict) else v for v in fixed)
+    return DirectLaunch(launch, grid, compiled.function, fixed)
+
+
+# The fixed part of accepted bindings, per compiled kernel (dropped with it) and grid.
+_BOUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class StreamScratch:
