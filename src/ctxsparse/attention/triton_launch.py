@@ -8,7 +8,8 @@ the C launcher and keeps its fixed part, so a launch is one C call with integer 
 
 The C launcher's argument layout is Triton's private business and changes between releases; the recorded
 call is accepted only where it has the layout `(grid x, y, z, stream, function, <fixed>, *kernel args)`
-(Triton 3.6 and its neighbours), and the caller falls back to the runner otherwise.
+(Triton 3.6's), and the caller falls back to the runner otherwise (Triton 3.9 packs the kernel arguments
+into one tuple, so there planned calls go through the runner).
 """
 
 from __future__ import annotations
