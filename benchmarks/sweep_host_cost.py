@@ -1,10 +1,12 @@
 """Host time of an eager sparse_decode call: where it goes and what it costs per shape.
 
-On CUDA: host µs per call of back-to-back eager calls (the GPU's launch queue absorbs the kernels), through the
-compiled-kernel launch and through Triton's JIT entry (CTXSPARSE_TRITON_JIT_LAUNCH=1, as before plans).
-Without CUDA: the Triton interpreter with the kernel launches stubbed out, so only the library's own
-Python work is timed. --profile prints the functions that take the host time.
-Usage: PYTHONPATH=src python benchmarks/sweep_host_cost.py [--profile] [--json PATH]
+On CUDA: host µs per call of back-to-back eager calls (the GPU's launch queue absorbs the kernels) in each
+launch mode of CTXSPARSE_TRITON_LAUNCH: direct (the compiled kernels' C launchers bound at plan time, the
+default), runner (Triton's CompiledKernel[grid] per launch) and jit (Triton's JIT entry, as before plans);
+`direct_used` says whether the direct binding held (else the plan launched through the runner).
+Without CUDA: the Triton interpreter's plans with no-op direct launchers (stream 0), so only the library's
+own Python work on the direct path is timed. --profile prints the functions that take the host time.
+Usage: PYTHONPATH=src python benchmarks/sweep_host_cost.py [--profile] [--json PATH]   (about 30 s on a GPU)
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ if not CUDA:
 from ctxsparse.attention import sparse_decode  # noqa: E402
 
 ENTRY = importlib.import_module("ctxsparse.attention.sparse_decode")
-KERNEL = importlib.import_module("ctxsparse.attention.triton_decode")
+LAUNCH = importlib.import_module("ctxsparse.attention.decode_launch")
 # (batch, kv heads, context, selected k): the small shapes where the host time shows, and two larger ones
 SHAPES = [(1, 8, 32768, 328), (1, 8, 131072, 2622), (8, 8, 131072, 2622), (32, 8, 32768, 656)]
 
@@ -41,10 +43,17 @@ def _case(b: int, hkv: int, n: int, k: int):
 
 
 def _stub_launches() -> None:
-    """Interpreter only: keep every plan but make its launches no-ops, so the timing is host work alone."""
+    """Interpreter only: every plan launches directly through no-op C launchers on stream 0 (the CUDA
+    lookups answered in Python), so the timing is the library's host work on the direct path alone."""
+    from ctxsparse.attention.triton_launch import DirectLaunch, StreamScratch
+
+    noop = lambda *args: None  # noqa: E731
+    LAUNCH._raw_stream, LAUNCH._capturing = (lambda index: 0), (lambda: False)
+    torch._C._cuda_getDevice = lambda: -1
     for plan in ENTRY._PLANS.values():
-        plan.split_launch = lambda *args: None
-        plan.merge_launch = None if plan.merge_launch is None else (lambda *args: None)
+        merge = DirectLaunch(noop, (1, 1, 1), 0, ()) if plan.splits > 1 else None
+        plan.direct = (DirectLaunch(noop, (1, 1, 1), 0, ()), merge)
+        plan.stream_scratch = StreamScratch(torch.device("cpu"))
 
 
 def host_us(case, calls: int = 100, repeats: int = 5) -> float:
@@ -72,17 +81,21 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="print where the host time of the first shape goes")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
-    modes = ["compiled", "jit"] if CUDA else ["stubbed"]
+    modes = ["direct", "runner", "jit"] if CUDA else ["stubbed"]
     results = []
     for shape in SHAPES:
         row = {"batch": shape[0], "kv_heads": shape[1], "context": shape[2], "k": shape[3]}
+        case = _case(*shape)
         for mode in modes:
-            os.environ[KERNEL.JIT_LAUNCH_ENV] = "1" if mode == "jit" else "0"
+            os.environ[LAUNCH.LAUNCH_ENV] = mode if CUDA else "direct"
             ENTRY._PLANS.clear()
-            row[f"{mode}_host_us"] = host_us(_case(*shape))
+            row[f"{mode}_host_us"] = host_us(case)
+            if mode == "direct":
+                row["direct_used"] = all(p.direct is not None for p in ENTRY._PLANS.values())
+        del case
         results.append(row)
         print(" ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-    os.environ[KERNEL.JIT_LAUNCH_ENV] = "0"
+    os.environ.pop(LAUNCH.LAUNCH_ENV, None)
     if args.profile:
         ENTRY._PLANS.clear()
         case = _case(*SHAPES[0])
@@ -92,9 +105,11 @@ def main() -> int:
         for _ in range(2000):
             sparse_decode(*case, backend="triton")
         profile.disable()
+        modes_used = sorted({p.launch_mode for p in ENTRY._PLANS.values()})
+        print(f"profile of {SHAPES[0]} (batch, kv heads, context, k), launch mode {modes_used}, 2000 calls:")
         pstats.Stats(profile, stream=sys.stdout).sort_stats("tottime").print_stats(12)
     if args.json:
-        device = torch.cuda.get_device_name() if CUDA else "cpu (interpreter, launches stubbed)"
+        device = torch.cuda.get_device_name() if CUDA else "cpu (interpreter, no-op direct launchers)"
         with open(args.json, "w") as f:
             json.dump({"device": device, "rows": results}, f, indent=1)
     return 0

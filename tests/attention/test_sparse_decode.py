@@ -390,3 +390,28 @@ def test_a_planned_signature_does_not_let_bad_input_through(monkeypatch):
         sparse_decode(q, keys, values, idx, lengths=lengths[:, :1], backend="triton")
     with pytest.raises(ValueError, match="q must be"):
         sparse_decode("q", keys, values, idx, lengths=lengths, backend="triton")
+
+
+def test_the_plan_cache_keys_every_shape_stride_dtype_device_and_slot(monkeypatch):
+    """Each variant differs from the first call in one thing the plan reads: it must plan anew and stay exact."""
+    monkeypatch.setattr(sparse_decode_module, "_PLANS", {})
+    q, keys, values, idx, lengths, weights = make_case(41, torch.float16, 64, False, True, True)
+    wide = torch.zeros(*keys.shape[:2], keys.shape[2] + 8, keys.shape[3], dtype=keys.dtype, device=DEVICE)
+    variants = [
+        dict(),
+        dict(k_cache=wide[:, :, : keys.shape[2]].copy_(keys)),  # same shape, other strides
+        dict(idx=idx.long()),
+        dict(lengths=None, weights=weights),  # same tensors, other optional slots
+        dict(lengths=lengths, weights=None),
+        dict(idx=idx[..., :50].contiguous(), lengths=lengths.clamp(max=50), weights=None),
+    ]
+    for n, change in enumerate(variants, 1):
+        args = dict(q=q, k_cache=keys, v_cache=values, idx=idx, lengths=lengths, weights=weights) | change
+        out = sparse_decode(args["q"], args["k_cache"], args["v_cache"], args["idx"], lengths=args["lengths"],
+                            weights=args["weights"], backend="triton")  # fmt: skip
+        ref, _ = reference(q, keys, values, args["idx"], args["lengths"], args["weights"])
+        assert rel_err(out, ref) < REL_TOL[torch.float16] and len(sparse_decode_module._PLANS) == n
+    with pytest.raises(TypeError, match="share a dtype"):
+        sparse_decode(q, keys, values.bfloat16(), idx, lengths=lengths, weights=weights, backend="triton")
+    key = lambda t: sparse_decode_module._signature(t, keys, values, idx, None, None, None, None, None, "triton", False)
+    assert key(q) == key(q.clone()) != key(q.to("meta"))  # the device is part of every tensor's entry

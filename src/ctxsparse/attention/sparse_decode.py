@@ -8,11 +8,13 @@ CTXSPARSE_DEBUG=1 in the environment.
 Eager calls are cheap on the host: every check depends only on the inputs' shapes, strides, dtypes,
 devices and alignment, and so does the Triton launch plan, so both are done once per such signature and
 the plan is kept (FlashInfer's plan/run split, without a separate plan call). A repeated call builds its
-signature, finds the plan and launches.
+signature, finds the plan and launches the compiled kernels through their C launchers, bound at plan time
+(triton_launch.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -149,14 +151,17 @@ _PLANS: dict[tuple, object] = {}
 MAX_PLANS = 4096  # a process that cycles through more signatures than this re-plans from scratch
 
 
-def _describe(t: torch.Tensor | None) -> tuple | None:
-    """What the checks and the launch plan read of a tensor: shape, strides, dtype, device, 16-byte alignment."""
-    return None if t is None else (t.shape, t.stride(), t.dtype, t.device, t.data_ptr() % 16 == 0)
-
-
 def _signature(q, k_cache, v_cache, indices, lengths, weights, page_table, out, scale, backend, return_lse) -> tuple:
-    return (backend, scale, return_lse, _describe(q), _describe(k_cache), _describe(v_cache), _describe(indices),
-            _describe(lengths), _describe(weights), _describe(page_table), _describe(out))  # fmt: skip
+    """What the checks and the launch plan read of the inputs, as one flat tuple: per tensor its shape,
+    strides, dtype, device and 16-byte alignment (None for an absent optional input)."""
+    key = (backend, scale, return_lse,
+           q.shape, q.stride(), q.dtype, q.device, not q.data_ptr() & 15,
+           k_cache.shape, k_cache.stride(), k_cache.dtype, k_cache.device, not k_cache.data_ptr() & 15,
+           v_cache.shape, v_cache.stride(), v_cache.dtype, v_cache.device, not v_cache.data_ptr() & 15,
+           indices.shape, indices.stride(), indices.dtype, indices.device, not indices.data_ptr() & 15)  # fmt: skip
+    for t in (lengths, weights, page_table, out):
+        key += (None,) if t is None else (t.shape, t.stride(), t.dtype, t.device, not t.data_ptr() & 15)
+    return key
 
 
 def _reference(q, k_cache, v_cache, indices, lengths, weights, scale, page_table, return_lse):
@@ -254,7 +259,9 @@ def sparse_decode(
 
     if not q.is_cuda and not INTERPRETED:
         _fail(ValueError, f"the triton backend needs CUDA tensors; got {q.device}. Use backend='reference'.")
-    launch = plan_decode(q, k_cache, v_cache, indices, lengths, weights, scale_value, page_table, return_lse, out=out)
+    with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():  # compile and load on q's GPU
+        launch = plan_decode(q, k_cache, v_cache, indices, lengths, weights, scale_value, page_table, return_lse,
+                             out=out)  # fmt: skip
     if signature is not None:
         if len(_PLANS) >= MAX_PLANS:
             _PLANS.clear()

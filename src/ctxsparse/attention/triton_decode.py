@@ -11,16 +11,15 @@ CUDA graph. Validation lives in sparse_decode.py; this module assumes checked in
 from __future__ import annotations
 
 import functools
-import os
-import warnings
-from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 from triton.runtime.interpreter import InterpretedFunction
 
+from ctxsparse.attention.decode_launch import DecodeLaunch, _raw_stream, compiled_launcher, launch_mode, scratch_for
 from ctxsparse.attention.split_plan import DecodeConfig, default_config, plan_splits, resident_programs
+from ctxsparse.attention.triton_launch import bind_direct
 
 LOG2E = 1.4426950408889634  # exp(x) = exp2(x * log2(e))
 
@@ -215,70 +214,6 @@ def _num_sms(device: torch.device) -> int:
     return 2  # Triton's CPU interpreter: two "SMs", so small tests still run several splits
 
 
-# Launch through Triton's JIT entry on every call instead of the compiled kernels (slower on the host; a
-# fallback should a Triton release change the compiled-kernel launch API).
-JIT_LAUNCH_ENV = "CTXSPARSE_TRITON_JIT_LAUNCH"
-
-
-@dataclass
-class DecodeLaunch:
-    """A planned sparse decode for one call signature: the split plan, the kernel arguments that are not
-    per-call tensors, and the two launchers. Calling it allocates the outputs and scratch and launches.
-
-    Planning (occupancy, split count, argument lists, compilation) is host work done once per signature;
-    a call does a few allocations and one or two launches of the already compiled kernels.
-    """
-
-    splits: int
-    chunk: int
-    out_shape: tuple[int, int, int]
-    return_lse: bool
-    scratch: int  # float32 elements per partial-state vector (m and l), padded to 16 bytes
-    head_dim: int
-    split_launch: object
-    split_tail: tuple
-    merge_launch: object | None
-    merge_tail: tuple
-
-    def __call__(self, q, k_cache, v_cache, indices, lengths, weights, page_table, out=None):
-        dev = q.device
-        if out is None:
-            out = torch.empty(self.out_shape, dtype=q.dtype, device=dev)
-        lse = torch.empty(self.out_shape[:2], dtype=torch.float32, device=dev) if self.return_lse else out
-        if self.splits > 1:
-            # m and l per (query row, split), then acc [rows * splits, D]: one allocation, three views
-            n = self.scratch
-            work = torch.empty(n * (2 + self.head_dim), dtype=torch.float32, device=dev)
-            part_m, part_l, part_acc = work[:n], work[n : 2 * n], work[2 * n :]
-        else:
-            part_m = part_l = part_acc = out  # not touched when SINGLE_SPLIT
-        # absent optional inputs still need a pointer; their loads are compiled out
-        len_t = indices if lengths is None else lengths
-        w_t = indices if weights is None else weights
-        pt = indices if page_table is None else page_table
-        self.split_launch(q, k_cache, v_cache, indices, len_t, w_t, pt, out, lse, part_m, part_l, part_acc,
-                          *self.split_tail)  # fmt: skip
-        if self.merge_launch is not None:
-            self.merge_launch(part_m, part_l, part_acc, out, lse, *self.merge_tail)
-        return (out, lse) if self.return_lse else out
-
-
-def _launcher(kernel, args: tuple, grid: tuple[int, ...], options: dict):
-    """A callable launching kernel on grid with positional args: its compiled form where available (no
-    per-call specialisation or cache lookup), else Triton's JIT entry (the interpreter, or on request)."""
-    jit = functools.partial(kernel[grid], **options)
-    if INTERPRETED or os.environ.get(JIT_LAUNCH_ENV, "0") not in ("", "0"):
-        return jit
-    compiled = kernel.warmup(*args, grid=grid, **options)
-    if hasattr(compiled, "result"):  # compiled asynchronously
-        compiled = compiled.result()
-    try:
-        return compiled[tuple(grid) + (1,) * (3 - len(grid))]
-    except (AttributeError, TypeError) as err:  # a Triton whose compiled kernels launch differently
-        warnings.warn(f"sparse_decode launches through Triton's JIT entry (slower on the host): {err}", stacklevel=2)
-        return jit
-
-
 def _constexprs(kernel, given: int, values: dict) -> tuple:
     """The values of kernel's parameters after the first `given`, in declaration order, from `values`."""
     return tuple(values[n] for n in kernel.arg_names[given:])
@@ -363,17 +298,34 @@ def plan_decode(
     split_tail += _constexprs(
         _split_kernel, len(head) + len(split_tail), flags | {"SINGLE_SPLIT": splits == 1, "PDL": pdl}
     )
-    split_launch = _launcher(_split_kernel, head + split_tail, (rows, splits), options)
-    merge_launch, merge_tail = None, ()
+    mode = launch_mode(INTERPRETED)
+    split_grid = (rows, splits)
+    split_launch, split_compiled = compiled_launcher(_split_kernel, head + split_tail, split_grid, options, mode)
+    merge_launch, merge_compiled, merge_head, merge_tail, merge_grid = None, None, (), (), (bsz * num_q_heads,)
     if splits > 1:
         merge_head = (*parts, out, lse)
         merge_tail = (out.stride(0), out.stride(1), num_q_heads, splits)
         merge_consts = dict(SPLITS=triton.next_power_of_2(splits), HEAD_DIM=head_dim, RETURN_LSE=return_lse, PDL=pdl)
         merge_tail += _constexprs(_merge_kernel, len(merge_head) + len(merge_tail), merge_consts)
         merge_options = {"num_warps": 4 if head_dim <= 128 else 8, **({"launch_pdl": True} if pdl else {})}
-        merge_launch = _launcher(_merge_kernel, merge_head + merge_tail, (bsz * num_q_heads,), merge_options)
-    return DecodeLaunch(splits, chunk, (bsz, num_q_heads, head_dim), return_lse, scratch, head_dim, split_launch,
-                        split_tail, merge_launch, merge_tail)  # fmt: skip
+        merge_launch, merge_compiled = compiled_launcher(
+            _merge_kernel, merge_head + merge_tail, merge_grid, merge_options, mode
+        )
+    direct = None
+    if mode == "direct" and split_compiled is not None and (splits == 1 or merge_compiled is not None):
+        stream = _raw_stream(q.device.index)
+        split_direct = bind_direct(split_compiled, (rows, splits, 1), head + split_tail, stream)
+        merge_direct = None
+        if splits > 1:
+            merge_direct = bind_direct(merge_compiled, (bsz * num_q_heads, 1, 1), merge_head + merge_tail, stream)
+        if split_direct is not None and (splits == 1 or merge_direct is not None):
+            direct = (split_direct, merge_direct)
+    return DecodeLaunch(
+        splits, chunk, (bsz, num_q_heads, head_dim), return_lse, scratch, head_dim, split_launch, split_tail,
+        merge_launch, merge_tail, out_like_q=q.is_contiguous(), direct=direct,
+        device_index=q.device.index if q.is_cuda else -1,
+        stream_scratch=scratch_for(q.device) if direct is not None else None,
+    )  # fmt: skip
 
 
 def triton_sparse_decode(
