@@ -288,6 +288,8 @@ def run_command(
             _kill_group(proc)
     hit += [h for h in _signal_limits(returncode) if h not in hit]
     text = _render(head, tail, total)
+    if "fork: retry" in text or "fork: Resource temporarily unavailable" in text:
+        hit.append("processes")
     if total > limits.output_bytes:
         hit.append("output_truncated")
     if _tree_bytes(repo) > limits.repo_bytes:

@@ -68,6 +68,13 @@ class Workspace:
         _git(self.git_dir, self.repo, "add", "-A")
         return _git(self.git_dir, self.repo, "diff", "--cached", "--binary", "HEAD").decode("utf-8", errors="replace")
 
+    def new_files(self) -> list[Path]:
+        """Files the agent added (untracked relative to the original repository)."""
+        out = _git(self.git_dir, self.repo, "ls-files", "--others", "--exclude-standard", "-z").decode(
+            "utf-8", "replace"
+        )
+        return [self.repo / p for p in out.split("\0") if p]
+
     def apply(self, patch: str) -> None:
         """Apply a patch made by diff() to this (fresh) copy; RuntimeError when it does not apply."""
         if patch.strip():

@@ -12,6 +12,7 @@ VERBS: tuple[str, ...] = (
     "study",
     "report",
     "replay",
+    "agent",
     "calibrate",
     "generate",
     "models",
