@@ -25,7 +25,8 @@ def test_runs_in_the_copy_and_python_works(repo):
 @needs_namespaces
 def test_write_outside_the_copy_is_refused(repo, tmp_path):
     outside = tmp_path / "outside.txt"
-    cmd = f"echo x > {outside}; mkdir -p {tmp_path}/escape && echo y > {tmp_path}/escape/f; echo z > /etc/ctxs-x; echo done"
+    cmd = f"echo x > {outside}; mkdir -p {tmp_path}/escape && echo y > {tmp_path}/escape/f; echo z > /etc/ctxs-x"
+    cmd += "; echo done"
     result = run_command(cmd, repo, FAST)
     assert "done" in result.output
     assert not outside.exists() and not (tmp_path / "escape").exists()
