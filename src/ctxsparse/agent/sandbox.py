@@ -16,6 +16,8 @@ file size, process count and the bytes of output read back (the command is stopp
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import os
 import resource
@@ -35,6 +37,15 @@ ISOLATION_LEVELS = (NAMESPACES, RLIMITS)
 
 # Folders bound read-only into the private root (those that exist; symlinks are recreated as symlinks).
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
+
+
+_PR_SET_PDEATHSIG = 1
+try:
+    _LIBC = (
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True) if sys.platform == "linux" else None
+    )
+except OSError:
+    _LIBC = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +170,8 @@ def _limit_setter(limits: Limits, isolation: str):
         nproc += _user_process_count()
 
     def apply() -> None:
+        if _LIBC is not None:
+            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the runner, even when it is killed
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
