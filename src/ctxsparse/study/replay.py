@@ -53,12 +53,10 @@ class ReplayResult:
 
 
 def load_transcript(path: str | Path) -> list[dict[str, Any]]:
-    """A JSON list of OpenAI-style messages (or an object with a 'messages' list), checked."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); give a JSON list of chat messages.") from err
-    return check_messages(data["messages"] if isinstance(data, dict) and "messages" in data else data)
+    """Chat messages from a transcript, a mini-swe-agent trajectory or a SWE-agent .traj file, checked."""
+    from ctxsparse.study.trajectories import read_trajectory
+
+    return check_messages(read_trajectory(path).messages)
 
 
 def check_messages(messages: Any) -> list[dict[str, Any]]:
