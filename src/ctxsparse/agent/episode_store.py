@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS turns (
   episode_id INTEGER NOT NULL REFERENCES episodes(id), turn INTEGER NOT NULL,
   context_tokens INTEGER, prefilled_tokens INTEGER, question_tokens INTEGER, generated_tokens INTEGER,
   reprefill INTEGER, density REAL, mass_recall REAL, top1_agreement REAL, kl REAL, decode_s REAL,
-  command TEXT, returncode INTEGER, limits_hit TEXT, PRIMARY KEY (episode_id, turn)
+  reply TEXT, command TEXT, returncode INTEGER, limits_hit TEXT, PRIMARY KEY (episode_id, turn)
 );
 """
 
@@ -40,7 +40,7 @@ _EPISODE_FIELDS = (
 ).split()
 _TURN_FIELDS = (
     "turn context_tokens prefilled_tokens question_tokens generated_tokens reprefill density mass_recall "
-    "top1_agreement kl decode_s command returncode"
+    "top1_agreement kl decode_s reply command returncode"
 ).split()
 
 

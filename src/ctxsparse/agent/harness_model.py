@@ -80,6 +80,7 @@ class SparseHarnessModel:
             top1_agreement=summary.get("top1_agreement"),
             kl=summary.get("kl"),
             decode_s=out.decode_s,
+            reply=out.text,
         )
         self.turns.append(turn)
         GLOBAL_MODEL_STATS.add(0.0)

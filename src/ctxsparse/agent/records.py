@@ -27,6 +27,7 @@ class TurnRecord:
     top1_agreement: float | None = None
     kl: float | None = None
     decode_s: float = 0.0
+    reply: str = ""
     command: str = ""
     returncode: int | None = None
     limits_hit: list[str] = field(default_factory=list)
