@@ -115,14 +115,3 @@ class EpisodeStore:
             "JOIN episodes e ON e.id = t.episode_id ORDER BY t.episode_id, t.turn"
         )
         return [dict(r) | {"limits_hit": json.loads(r["limits_hit"] or "[]")} for r in rows]
-
-
-def is_agent_db(path: str | os.PathLike) -> bool:
-    """True when the SQLite file at `path` holds an episodes table."""
-    if not Path(path).exists():
-        return False
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='episodes'").fetchone() is not None
-    finally:
-        conn.close()

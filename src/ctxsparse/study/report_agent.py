@@ -19,6 +19,7 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ctxsparse.study.report_html import CSS
 from ctxsparse.study.report_plots import slug
@@ -193,6 +194,7 @@ def _fidelity_plot(turns: list[dict[str, Any]], x_key: str, xlabel: str, path: P
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
