@@ -38,6 +38,8 @@ def test_agent_runs_and_stores_episodes_and_turns(tmp_path, capsys):
     assert all(t[0] > 0 and 0 < t[1] <= t[0] and t[2] >= 1 for t in turns)
     assert any(t[3] is not None for t in turns)  # the sparse episode traced its attention mass recall
     assert isolation <= {"namespaces", "rlimits"}
+    # A random model never writes mini-swe-agent's action block: every turn is a recorded format error.
+    assert {r[6] for r in rows} <= {"LimitsExceeded", "RepeatedFormatError"}
     # A rerun finds everything stored and runs nothing.
     assert main([*argv, "--db", str(db)]) == 0
     assert "2 of 2 episodes already stored" in capsys.readouterr().out
