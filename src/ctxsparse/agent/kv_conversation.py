@@ -99,12 +99,13 @@ class KVConversation:
         if current > length:
             self.cache.crop(length - current)
 
-    def _question_start(self, messages: list[dict[str, Any]], prompt: list[int]) -> int:
-        """Where the newest message's tokens begin in the prompt (0 when the history does not render as a prefix)."""
+    def _question_start(self, messages: list[dict[str, Any]], prompt: list[int], cached: int) -> int:
+        """Where the newest message's tokens begin in the prompt. A template that renders the history differently
+        on its own (no prefix) falls back to the cached part: then everything new is the question."""
         if len(messages) < 2:
             return 0
         history = self.render(messages[:-1], generation_prompt=False)
-        return len(history) if prompt[: len(history)] == history else 0
+        return len(history) if prompt[: len(history)] == history else cached
 
     @torch.inference_mode()
     def reply(self, messages: list[dict[str, Any]], max_new_tokens: int) -> TurnOutput:
@@ -120,7 +121,7 @@ class KVConversation:
         reprefill = common < len(self.cached_ids)
         self.reprefills += reprefill
         sparse_question = not self.dense and self.phase == "question"
-        boundary = self._question_start(messages, prompt) if sparse_question else len(prompt)
+        boundary = self._question_start(messages, prompt, common) if sparse_question else len(prompt)
         # At least one token must run this turn to produce logits; a boundary before the cached part moves it.
         dense_from = min(common, boundary, len(prompt) - 1)
         self._cut(dense_from)

@@ -53,15 +53,18 @@ def check_swebench_requirements() -> None:
         raise RuntimeError(f"--env swebench needs {', '.join(missing)}: pip install {' '.join(missing)}")
 
 
-def _evaluate(predictions: Path, dataset: str, split: str, ids: list[str], run_id: str, workdir: Path) -> set[str]:
-    """Run the swebench harness on the predictions; the ids it reports resolved."""
+def _evaluate(
+    predictions: Path, dataset: str, split: str, ids: list[str], run_id: str, workdir: Path
+) -> tuple[set[str], str]:
+    """Run the swebench harness on the predictions: (the ids it reports resolved, the end of its log)."""
     cmd = [sys.executable, "-m", "swebench.harness.run_evaluation", "--dataset_name", dataset, "--split", split]
     cmd += ["--predictions_path", str(predictions), "--run_id", run_id, "--max_workers", "1", "--instance_ids", *ids]
-    subprocess.run(cmd, cwd=workdir, check=True)
+    done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    log = (done.stdout + done.stderr)[-4000:]
     resolved: set[str] = set()
     for report in workdir.glob(f"*.{run_id}.json"):
         resolved |= set(json.loads(report.read_text()).get("resolved_ids", []))
-    return resolved
+    return resolved, log if done.returncode == 0 else f"evaluation failed (exit {done.returncode}):\n{log}"
 
 
 def run_swebench(
@@ -135,7 +138,10 @@ def run_swebench(
                 preds = Path(tmp) / f"{run_id}.jsonl"
                 pred = {"instance_id": iid, "model_name_or_path": model_name, "model_patch": patch}
                 preds.write_text(json.dumps(pred) + "\n")
-                resolved = iid in _evaluate(preds, dataset, split, [iid], run_id, Path(tmp))
+                if hasattr(env, "cleanup"):
+                    env.cleanup()
+                resolved_ids, log = _evaluate(preds, dataset, split, [iid], run_id, Path(tmp))
+                resolved = iid in resolved_ids
                 turns = harness.turns
                 record = EpisodeRecord(
                     task=iid,
