@@ -10,6 +10,7 @@ import pytest
 
 from ctxsparse.agent.swebench import docker_problem
 from ctxsparse.cli.main import main
+from ctxsparse.study.trajectories import read_trajectory
 
 SMALL = ["--model", "random:tiny-llama", "--max-turns", "2", "--max-new-tokens", "6", "--command-timeout", "5"]
 
@@ -27,8 +28,10 @@ def episodes(db):
 def test_agent_runs_and_stores_episodes_and_turns(tmp_path, capsys):
     db = tmp_path / "agent.db"
     argv = ["agent", *SMALL, "--tasks", "page_count", "--methods", "dense;oracle_topk", "--sparsity", "1,4"]
-    assert main([*argv, "--db", str(db)]) == 0
+    assert main([*argv, "--db", str(db), "--trajectories", str(tmp_path / "traj")]) == 0
     rows = episodes(db)
+    saved = sorted((tmp_path / "traj").glob("*.traj.json"))
+    assert len(saved) == 2 and read_trajectory(saved[0]).format == "mini-swe-agent trajectory JSON"
     assert sorted((r[3], r[4]) for r in rows) == [("dense", 1.0), ("oracle_topk", 4.0)]
     conn = sqlite3.connect(db)
     turns = conn.execute("SELECT context_tokens, prefilled_tokens, generated_tokens, mass_recall FROM turns").fetchall()

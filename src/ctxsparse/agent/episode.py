@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from ctxsparse.agent.coding_task import CodingTask
@@ -72,10 +73,12 @@ def run_episode(
     max_turns: int,
     sandbox: SandboxConfig | None = None,
     labels: dict[str, Any] | None = None,
+    trajectory: str | os.PathLike | None = None,
 ) -> EpisodeRecord:
     """Run one episode of `model` (a mini-swe-agent Model, usually SparseHarnessModel) on `task`.
 
-    labels: model, method, sparsity, phase, seed for the record.
+    labels: model, method, sparsity, phase, seed for the record. trajectory: where mini-swe-agent saves the
+    episode's trajectory JSON (readable by `ctxsparse replay`), if anywhere.
     """
     if max_turns < 1:
         raise ValueError(f"max_turns must be >= 1; got {max_turns}.")
@@ -86,7 +89,14 @@ def run_episode(
     start = time.perf_counter()
     with Workspace.create(task.repo) as workspace:
         env = SandboxEnvironment(workspace, sandbox)
-        agent = DefaultAgent(model, env, **templates["agent"], step_limit=max_turns, cost_limit=0.0)
+        agent = DefaultAgent(
+            model,
+            env,
+            **templates["agent"],
+            step_limit=max_turns,
+            cost_limit=0.0,
+            output_path=Path(trajectory) if trajectory else None,
+        )
         try:
             info = agent.run(task.issue)
             exit_reason = info.get("exit_status") or "unknown"

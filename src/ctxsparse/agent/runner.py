@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ctxsparse.agent.coding_task import CodingTask
@@ -12,6 +14,11 @@ from ctxsparse.agent.environment import SandboxConfig
 from ctxsparse.agent.episode import agent_templates, require_mini_swe_agent, run_episode
 from ctxsparse.agent.episode_store import EpisodeStore, episode_key
 from ctxsparse.agent.sandbox import Limits, available_isolation
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a label."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class AgentPlan:
     dtype: str | None = None
     limits: Limits = field(default_factory=Limits)
     trace: bool = True
+    trajectory_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_turns < 1:
@@ -70,7 +78,6 @@ class AgentPlan:
             for task in self.tasks:
                 key = episode_key(
                     task=task.name,
-                    task_folder=os.path.basename(task.folder),
                     model=self.model,
                     method=cell.method,
                     sparsity=cell.sparsity,
@@ -124,7 +131,13 @@ def run_plan(
                 **templates["model"],
             )
             labels = {"model": plan.model, "method": cell.method, "sparsity": cell.sparsity, "phase": plan.phase}
-            record = run_episode(task, harness, max_turns=plan.max_turns, sandbox=sandbox, labels=labels)
+            trajectory = None
+            if plan.trajectory_dir:
+                name = slug(f"{task.name}-{plan.model}-{cell.method}-{cell.sparsity:g}x-{plan.phase}")
+                trajectory = Path(plan.trajectory_dir) / f"{name}.traj.json"
+            record = run_episode(
+                task, harness, max_turns=plan.max_turns, sandbox=sandbox, labels=labels, trajectory=trajectory
+            )
             store.add_episode(key, record, run_id)
             resolved += record.resolved
             progress(

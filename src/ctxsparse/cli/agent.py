@@ -41,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--phase", choices=("question", "decode"), default="question", help="what runs sparse")
     p.add_argument("--command-timeout", type=float, default=30.0, help="wall-clock seconds per command (default 30)")
     p.add_argument("--output-bytes", type=int, default=10_000, help="command output shown to the model (bytes)")
+    p.add_argument("--trajectories", help="folder to save each episode's mini-swe-agent trajectory (for replay)")
     p.add_argument("--no-trace", action="store_true", help="skip per-turn fidelity (mass recall, KL, agreement)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     p.add_argument("--dtype", default=None, help="float32, bfloat16, float16 or auto")
@@ -111,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         limits=limits,
         trace=not args.no_trace,
+        trajectory_dir=args.trajectories,
     )
     counts = run_plan(plan, args.db)
     print(f"{counts['ran']} episodes run ({counts['total']} in the plan), {counts['resolved']} resolved; db: {args.db}")
