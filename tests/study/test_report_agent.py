@@ -51,7 +51,12 @@ def record(task, method, sparsity, resolved, recall):
 @pytest.fixture
 def agent_db(tmp_path):
     db = tmp_path / "agent.db"
-    outcomes = {("dense", 1.0): [1, 1, 0, 1], ("oracle_topk", 10.0): [1, 0, 0, 1], ("oracle_topk", 50.0): [0, 0, 0, 1]}
+    outcomes = {
+        ("dense", 1.0): [1, 1, 0, 1],
+        ("oracle_topk", 10.0): [1, 0, 0, 1],
+        ("oracle_topk", 50.0): [0, 0, 0, 1],
+        ("oracle_topk", 100.0): [0, 0, 0, 0],
+    }
     with EpisodeStore.open(db) as store:
         for (method, s), results in outcomes.items():
             for i, r in enumerate(results):

@@ -214,7 +214,7 @@ def _resolved_plot(cells: list[AgentCell], path: Path, title: str) -> Path:
     ax.errorbar(
         range(len(cells)),
         [c.rate for c in cells],
-        yerr=[[c.rate - c.ci_low for c in cells], [c.ci_high - c.rate for c in cells]],
+        yerr=[[max(0.0, c.rate - c.ci_low) for c in cells], [max(0.0, c.ci_high - c.rate) for c in cells]],
         fmt="none",
         color="black",
     )
