@@ -53,7 +53,9 @@ def test_killed_run_resumes_without_duplicates_or_losses(tmp_path):
     db = tmp_path / "resume.db"
     argv = ["agent", *SMALL, "--tasks", "page_count,median_even,roman_numerals", "--methods", "dense"]
     argv += ["--db", str(db)]
-    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    scratch = tmp_path / "scratch"  # the killed run's workspace is left here, inside the test's folder
+    scratch.mkdir()
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "TMPDIR": str(scratch)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "ctxsparse.cli.main", *argv],
         env=env,
