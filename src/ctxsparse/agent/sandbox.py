@@ -7,10 +7,13 @@ Isolation, strongest available first (the level reached is reported with every r
   repository copy at /repo (the only writable place besides a size-capped /tmp), no network devices but a
   downed loopback, and every capability dropped before the command starts. Killing the namespace's first
   process kills every process in it, so nothing outlives a timeout.
+- "network": where mounts are not allowed (some containers), new user, network and PID namespaces only: no
+  network and a per-namespace process count, but the file system is the caller's (user rights apply).
 - "rlimits": plain subprocess in its own session, cwd in the copy; resource limits and a scrubbed
-  environment still apply, but the command can see the network and the rest of the file system.
+  environment still apply, but the command can see the network and the rest of the file system, and a
+  process that starts a session of its own outlives the wall-clock kill (its CPU time stays capped).
 
-Resource limits (both levels): wall clock (the whole process group is killed), CPU seconds, address space,
+Resource limits (every level): wall clock (the whole process group is killed), CPU seconds, address space,
 file size, process count and the bytes of output read back (the command is stopped past a hard cap).
 """
 
@@ -32,8 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 NAMESPACES = "namespaces"
+NETWORK = "network"
 RLIMITS = "rlimits"
-ISOLATION_LEVELS = (NAMESPACES, RLIMITS)
+ISOLATION_LEVELS = (NAMESPACES, NETWORK, RLIMITS)
 
 # Folders bound read-only into the private root (those that exist; symlinks are recreated as symlinks).
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
@@ -102,7 +106,7 @@ for n in null zero random urandom; do touch "$R/dev/$n"; mount --bind "/dev/$n" 
 ln -s /proc/self/fd "$R/dev/fd"
 mount --bind "$CTXS_REPO" "$R/repo"
 mount -t tmpfs -o size="$CTXS_TMP_BYTES",mode=1777 ctxstmp "$R/tmp"
-mount -t proc proc "$R/proc"
+mount -t proc proc "$R/proc" || true
 mount -o remount,ro,bind "$R"
 exec "$CTXS_CHROOT" "$R" "$CTXS_SETPRIV" --bounding-set=-all --inh-caps=-all --no-new-privs \
   /bin/bash -c 'cd /repo || exit 97
@@ -117,16 +121,22 @@ def _unshare_argv() -> list[str]:
 @functools.cache
 def available_isolation() -> str:
     """The strongest isolation level this machine allows (probed once per process)."""
-    if sys.platform != "linux" or not all(shutil.which(t) for t in ("unshare", "mount", "chroot", "setpriv")):
+    if sys.platform != "linux" or shutil.which("unshare") is None:
         return RLIMITS
+    levels = [NETWORK]
+    if all(shutil.which(t) for t in ("mount", "chroot", "setpriv")):
+        levels.insert(0, NAMESPACES)
     with tempfile.TemporaryDirectory(prefix="ctxsparse-probe-") as tmp:
         repo = Path(tmp) / "repo"
         repo.mkdir()
-        try:
-            result = run_command("echo ok > probe && cat probe", repo, Limits(wall_s=10), isolation=NAMESPACES)
-        except OSError:
-            return RLIMITS
-    return NAMESPACES if result.returncode == 0 and result.output.strip() == "ok" else RLIMITS
+        for level in levels:
+            try:
+                result = run_command("echo ok > probe && cat probe", repo, Limits(wall_s=10), isolation=level)
+            except OSError:
+                continue
+            if result.returncode == 0 and result.output.strip() == "ok":
+                return level
+    return RLIMITS
 
 
 def scrubbed_env(home: str, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -197,7 +207,10 @@ def _argv_and_env(command: str, repo: Path, scratch: Path, limits: Limits, isola
         return [*_unshare_argv(), "/bin/sh", "-c", _setup_script()], env, None
     home = scratch / "home"
     home.mkdir(exist_ok=True)
-    return ["/bin/bash", "-c", command], scrubbed_env(str(home), env_extra), str(repo)
+    argv = ["/bin/bash", "-c", command]
+    if isolation == NETWORK:
+        argv = ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", *argv]
+    return argv, scrubbed_env(str(home), env_extra), str(repo)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
