@@ -34,7 +34,8 @@ NOTES = (
     "decoded sparsely (phase 'question'). Mass recall = share of the dense attention probability on the selected "
     "tokens; top-1 agreement = share of the reply's tokens (teacher forced) where sparse and dense pick the same.",
     "Isolation: 'namespaces' = user, network, PID and mount namespaces with a private read-only root; "
-    "'rlimits' = resource limits only.",
+    "'network' = user, network and PID namespaces (the file system is the caller's); 'rlimits' = resource limits "
+    "only.",
 )
 HEADER = ["method", "sparsity", "episodes", "resolved", "95% CI", "turns", "final context", "exits", "isolation"]
 
