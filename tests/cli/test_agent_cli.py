@@ -119,3 +119,19 @@ def test_swebench_without_docker_refused_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "needs Docker" in err and "--env local" in err
     assert not db.exists()
+
+
+def test_swebench_requirements_checked_in_order(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    import ctxsparse.agent.swebench as swebench
+
+    db = tmp_path / "swe.db"
+    base = ["agent", *SMALL, "--env", "swebench", "--db", str(db)]
+    assert main(base) == 2
+    assert "needs --instances" in capsys.readouterr().err
+    monkeypatch.setattr(swebench, "docker_problem", lambda: None)  # as if a Docker daemon answered
+    if importlib.util.find_spec("swebench") is None:
+        assert main([*base, "--instances", "astropy__astropy-12907"]) == 2
+        assert "pip install swebench" in capsys.readouterr().err
+    assert not db.exists()
