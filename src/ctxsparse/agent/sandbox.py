@@ -15,6 +15,10 @@ Isolation, strongest available first (the level reached is reported with every r
 
 Resource limits (every level): wall clock (the whole process group is killed), CPU seconds, address space,
 file size, process count and the bytes of output read back (the command is stopped past a hard cap).
+
+The process count is enforced by a pids cgroup of its own where the cgroup file system is writable (the kernel
+exempts root from RLIMIT_NPROC, namespaces or not), else by RLIMIT_NPROC for a non-root user; as root
+without a writable pids cgroup nothing bounds it, and process_limit_mode() says so ("none").
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +87,92 @@ class CommandResult:
     wall_s: float
     limits_hit: list[str] = field(default_factory=list)
     output_bytes: int = 0
+
+
+PIDS_V1 = Path("/sys/fs/cgroup/pids")
+PIDS_V2 = Path("/sys/fs/cgroup")
+
+
+@functools.cache
+def _pids_parent() -> Path | None:
+    """A pids cgroup folder we may create children in (probed by creating one), or None."""
+    candidates = [PIDS_V1]
+    try:
+        if "pids" in (PIDS_V2 / "cgroup.subtree_control").read_text().split():
+            candidates.append(PIDS_V2)
+    except OSError:
+        pass
+    for parent in candidates:
+        probe = parent / f"ctxsparse-probe-{os.getpid()}"
+        try:
+            probe.mkdir()
+            ok = (probe / "pids.max").exists()
+            probe.rmdir()
+        except OSError:
+            continue
+        if ok:
+            return parent
+    return None
+
+
+def process_limit_mode() -> str:
+    """How the process-count limit is enforced here: 'cgroup', 'rlimit' (non-root users) or 'none'."""
+    if _pids_parent() is not None:
+        return "cgroup"
+    return "rlimit" if os.getuid() != 0 else "none"
+
+
+class _PidsCgroup:
+    """A throw-away pids cgroup holding one command and everything it starts."""
+
+    def __init__(self, limit: int) -> None:
+        parent = _pids_parent()
+        self.path: Path | None = None
+        if parent is None:
+            return
+        path = parent / f"ctxsparse-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        try:
+            path.mkdir()
+            (path / "pids.max").write_text(str(limit))
+        except OSError:
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        self.path = path
+
+    def join(self) -> None:
+        """Called in the child before exec: move this process into the cgroup."""
+        if self.path is not None:
+            with open(self.path / "cgroup.procs", "w") as fh:
+                fh.write(str(os.getpid()))
+
+    def limited(self) -> bool:
+        """Did a fork fail because the cgroup was full?"""
+        try:
+            events = (self.path / "pids.events").read_text() if self.path else ""
+        except OSError:
+            return False
+        return any(line.startswith("max ") and line.split()[1] != "0" for line in events.splitlines())
+
+    def close(self) -> None:
+        """Kill whatever is left inside, then remove the cgroup."""
+        if self.path is None:
+            return
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
+            except OSError:
+                pids = []
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                time.sleep(0.05)
 
 
 def _python_roots() -> list[str]:
@@ -172,14 +263,17 @@ def _user_process_count() -> int:
     return count
 
 
-def _limit_setter(limits: Limits, isolation: str):
-    """preexec_fn: set the rlimits in the child just before it execs (inherited by everything it starts)."""
+def _limit_setter(limits: Limits, isolation: str, cgroup: _PidsCgroup):
+    """preexec_fn: join the pids cgroup and set the rlimits in the child just before it execs (inherited by
+    everything it starts)."""
     nproc = limits.processes
-    if isolation == RLIMITS and os.getuid() != 0:
-        # Outside a user namespace the count is per user, so allow the processes already running.
+    if os.getuid() != 0:
+        # RLIMIT_NPROC counts every process of the user (a user namespace also checks its creator's count), so
+        # allow the ones already running. Root is exempt from it: the pids cgroup bounds root's commands.
         nproc += _user_process_count()
 
     def apply() -> None:
+        cgroup.join()
         if _LIBC is not None:
             _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the runner, even when it is killed
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
@@ -290,31 +384,35 @@ def run_command(
     if not repo.is_dir():
         raise FileNotFoundError(f"The sandbox repository {repo} does not exist.")
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="ctxsparse-cmd-") as scratch:
-        argv, child_env, cwd = _argv_and_env(command, repo, Path(scratch), limits, isolation, env)
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd or scratch,
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_limit_setter(limits, isolation),
-        )
-        try:
-            head, tail, total, hit = _read_output(proc, limits, start + limits.wall_s)
-        finally:
-            if proc.poll() is None:
+    cgroup = _PidsCgroup(limits.processes)
+    try:
+        with tempfile.TemporaryDirectory(prefix="ctxsparse-cmd-") as scratch:
+            argv, child_env, cwd = _argv_and_env(command, repo, Path(scratch), limits, isolation, env)
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd or scratch,
+                env=child_env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_limit_setter(limits, isolation, cgroup),
+            )
+            try:
+                head, tail, total, hit = _read_output(proc, limits, start + limits.wall_s)
+            finally:
+                if proc.poll() is None:
+                    _kill_group(proc)
+                proc.stdout.close()
+                returncode = proc.wait()
+                # Whatever left the process group dies with the PID namespace (namespace levels) or the cgroup.
                 _kill_group(proc)
-            proc.stdout.close()
-            returncode = proc.wait()
-            # Rlimits level: children that left the group are reaped by the session kill above; namespaces
-            # level: the kernel killed the whole PID namespace with its first process.
-            _kill_group(proc)
+        processes_limited = cgroup.limited()
+    finally:
+        cgroup.close()
     hit += [h for h in _signal_limits(returncode) if h not in hit]
     text = _render(head, tail, total)
-    if "fork: retry" in text or "fork: Resource temporarily unavailable" in text:
+    if processes_limited or "fork: retry" in text or "fork: Resource temporarily unavailable" in text:
         hit.append("processes")
     if total > limits.output_bytes:
         hit.append("output_truncated")
