@@ -35,7 +35,7 @@ def test_scripted_fix_resolves_end_to_end():
     assert record.exit_reason == "Submitted"
     assert record.resolved, record.test_output
     assert "pagination.py" in record.patch
-    assert record.isolation == available_isolation()
+    assert record.isolation.startswith(available_isolation() + ", processes: ")
 
 
 def test_wrong_fix_is_unresolved():

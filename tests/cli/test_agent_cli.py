@@ -40,7 +40,7 @@ def test_agent_runs_and_stores_episodes_and_turns(tmp_path, capsys):
     assert len(turns) == sum(r[5] for r in rows) >= 2
     assert all(t[0] > 0 and 0 < t[1] <= t[0] and t[2] >= 1 for t in turns)
     assert any(t[3] is not None for t in turns)  # the sparse episode traced its attention mass recall
-    assert isolation <= {"namespaces", "rlimits"}
+    assert {i.split(",")[0] for i in isolation} <= {"namespaces", "network", "rlimits"}
     # A random model never writes mini-swe-agent's action block: every turn is a recorded format error.
     assert {r[6] for r in rows} <= {"LimitsExceeded", "RepeatedFormatError"}
     # A rerun finds everything stored and runs nothing.

@@ -13,7 +13,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ctxsparse.agent.sandbox import NAMESPACES, CommandResult, Limits, available_isolation, run_command
+from ctxsparse.agent.sandbox import (
+    NAMESPACES,
+    CommandResult,
+    Limits,
+    available_isolation,
+    process_limit_mode,
+    run_command,
+)
 from ctxsparse.agent.workspace import Workspace
 
 SUBMIT_MARKER = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
@@ -74,6 +81,11 @@ class SandboxEnvironment:
             path.unlink(missing_ok=True)
             removed.append(str(path.relative_to(self.workspace.repo)))
         return f"[sandbox: the repository exceeded {limit} bytes; removed new files: {', '.join(removed) or 'none'}]"
+
+    @property
+    def isolation_label(self) -> str:
+        """The isolation level and how the process count is bounded, as stored with each episode."""
+        return f"{self.isolation}, processes: {process_limit_mode()}"
 
     @property
     def cwd(self) -> str:

@@ -118,7 +118,7 @@ def run_episode(
         tokens_generated=sum(t.generated_tokens for t in turns),
         final_context_tokens=max((t.context_tokens + t.generated_tokens for t in turns), default=0),
         exit_reason=exit_reason,
-        isolation=env.isolation,
+        isolation=env.isolation_label,
         wall_s=time.perf_counter() - start,
         reprefills=sum(t.reprefill for t in turns),
         patch=patch,

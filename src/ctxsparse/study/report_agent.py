@@ -35,7 +35,8 @@ NOTES = (
     "tokens; top-1 agreement = share of the reply's tokens (teacher forced) where sparse and dense pick the same.",
     "Isolation: 'namespaces' = user, network, PID and mount namespaces with a private read-only root; "
     "'network' = user, network and PID namespaces (the file system is the caller's); 'rlimits' = resource limits "
-    "only.",
+    "only. 'processes' says what bounds the process count: a pids cgroup, RLIMIT_NPROC, or nothing (root "
+    "without a writable cgroup).",
 )
 HEADER = ["method", "sparsity", "episodes", "resolved", "95% CI", "turns", "final context", "exits", "isolation"]
 
