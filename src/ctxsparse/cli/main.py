@@ -19,6 +19,7 @@ VERBS: tuple[str, ...] = (
     "study",
     "report",
     "replay",
+    "agent",
     "calibrate",
     "generate",
     "models",

@@ -19,9 +19,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "turn. The logits at position p predict token p+1; a turn is scored on the predictions of its own "
         "tokens (content and end-of-turn marker) made at sparse positions.",
     )
-    p.add_argument("transcript", help="JSON file: a list of {role, content[, tool_calls]} messages")
+    p.add_argument(
+        "transcript",
+        help="JSON file: a list of {role, content[, tool_calls]} messages, a mini-swe-agent trajectory (*.traj.json) "
+        "or a SWE-agent .traj file",
+    )
     p.add_argument("--method", default="oracle_topk", help="selector spec (default oracle_topk)")
     add_budget_options(p)
+    p.add_argument("--sparsities", help="comma-separated sparsity levels to replay at each (e.g. 10,50,100)")
     add_model_options(p)
     p.add_argument("--json", dest="json_out", help="also write the per-turn results to this JSON file")
     p.set_defaults(run=run)
@@ -32,8 +37,10 @@ def _cell(value: float | None, digits: int = 4) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ctxsparse.budget import Budget
     from ctxsparse.models import check_device, load_model
     from ctxsparse.selectors import make_selector
+    from ctxsparse.study.plan import parse_numbers
     from ctxsparse.study.replay import load_transcript, replay
     from ctxsparse.study.report_tables import text_table
     from ctxsparse.user_files import check_output_file
@@ -43,22 +50,35 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.json_out, "--json")
     messages = load_transcript(args.transcript)
     make_selector(args.method)
-    budget = budget_from(args)
+    budgets = [Budget(sparsity=s) for s in parse_numbers(args.sparsities)] if args.sparsities else [budget_from(args)]
     model, tokenizer = load_model(args.model, device=args.device, dtype=args.dtype)
-    result = replay(model, tokenizer, messages, args.method, budget)
-    rows = [
-        [str(t.message), f"{t.start}-{t.end}", str(t.scored), _cell(t.kl_mean), _cell(t.kl_max), _cell(t.agreement, 3)]
-        for t in result.turns
-    ]
-    total = sum(t.scored for t in result.turns)
-    span = f"{result.sparse_from}-{result.tokens}"
-    rows.append(["all", span, str(total), _cell(result.kl_mean), "", _cell(result.agreement, 3)])
-    print(
-        f"{result.model}, {result.method} at {result.budget}: {result.tokens} tokens, sparse from token "
-        f"{result.sparse_from}; rendering: {result.rendering}"
-    )
-    print(text_table(["message", "tokens", "scored", "KL mean", "KL max", "top-1 agree"], rows))
+    results = []
+    for budget in budgets:
+        result = replay(model, tokenizer, messages, args.method, budget)
+        results.append(result)
+        rows = [
+            [
+                str(t.message),
+                str(t.start),
+                f"{t.start}-{t.end}",
+                str(t.scored),
+                _cell(t.kl_mean),
+                _cell(t.kl_max),
+                _cell(t.agreement, 3),
+            ]
+            for t in result.turns
+        ]
+        total = sum(t.scored for t in result.turns)
+        span = f"{result.sparse_from}-{result.tokens}"
+        rows.append(["all", "", span, str(total), _cell(result.kl_mean), "", _cell(result.agreement, 3)])
+        print(
+            f"{result.model}, {result.method} at {result.budget}: {result.tokens} tokens, sparse from token "
+            f"{result.sparse_from}; rendering: {result.rendering}"
+        )
+        header = ["message", "context", "tokens", "scored", "KL mean", "KL max", "top-1 agree"]
+        print(text_table(header, rows))
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(result.as_dict(), indent=2), encoding="utf-8")
+        payload = results[0].as_dict() if len(results) == 1 else [r.as_dict() for r in results]
+        Path(args.json_out).write_text(json.dumps(payload, indent=2), encoding="utf-8")
         print(f"json: {args.json_out}")
     return 0

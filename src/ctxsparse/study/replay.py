@@ -18,8 +18,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ctxsparse.user_files import read_user_text
-
 ROLES = ("system", "user", "assistant", "tool", "function", "developer")
 
 
@@ -55,13 +53,10 @@ class ReplayResult:
 
 
 def load_transcript(path: str | Path) -> list[dict[str, Any]]:
-    """A JSON list of OpenAI-style messages (or an object with a 'messages' list), checked."""
-    text = read_user_text(path, "transcript", "a JSON file with a list of chat messages")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"transcript {path} is not valid JSON ({err}); give a JSON list of chat messages.") from None
-    return check_messages(data["messages"] if isinstance(data, dict) and "messages" in data else data)
+    """Chat messages from a transcript, a mini-swe-agent trajectory or a SWE-agent .traj file, checked."""
+    from ctxsparse.study.trajectories import read_trajectory
+
+    return check_messages(read_trajectory(path).messages)
 
 
 def check_messages(messages: Any) -> list[dict[str, Any]]:

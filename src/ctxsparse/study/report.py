@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ctxsparse.study.pairing import split_stale
+from ctxsparse.study.report_agent import has_episodes, write_agent_report
 from ctxsparse.study.report_html import render_html
 from ctxsparse.study.report_plots import write_plots
 from ctxsparse.study.report_tables import (
@@ -104,6 +105,8 @@ def _write_csv(cells: list[Cell], path: Path) -> None:
 
 def write_report(db: str | os.PathLike, out_dir: str | os.PathLike) -> Report:
     """Read the study database (never writing to it beyond SQLite's own WAL bookkeeping) and write the report."""
+    if has_episodes(db):  # a database written by `ctxsparse agent`: the agentic report
+        return write_agent_report(db, out_dir)
     out = Path(out_dir)
     with StudyStore.open(db, create=False) as store:
         freshness = split_stale(store.rows(), store.sample_hashes())
