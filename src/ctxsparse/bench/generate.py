@@ -58,7 +58,10 @@ class NoAttention:
     def adopt(self, host_lengths: list[int]) -> None:
         """Nothing to index."""
 
-    def attend(self, layer: int, q: torch.Tensor, scale: float) -> torch.Tensor:
+    def prepare(self, slots: torch.Tensor) -> None:
+        """Nothing per step."""
+
+    def attend(self, layer: int, q: torch.Tensor, key: torch.Tensor, scale: float) -> torch.Tensor:
         return self.out
 
 
@@ -176,7 +179,7 @@ def run_point(model, name: str, batch: int, context: int, args, tbps: float, cal
             with Engine(model, None, selector=selector, budget=budget, max_batch=batch, max_len=shape.max_len,
                         graphs=device.type == "cuda", cache=cache, compile=args.compile) as engine:  # fmt: skip
                 if method == "weights_only":
-                    engine.fast._make_backend = lambda b, k: NoAttention(
+                    engine.fast._make_backend = lambda b, k, weighted: NoAttention(
                         engine.cache, b, model.config.num_attention_heads
                     )
                 res = engine.decode_from_cache([context] * batch, [11] * batch, max_new_tokens=steps,

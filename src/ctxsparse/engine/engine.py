@@ -20,6 +20,7 @@ import torch
 from ctxsparse.budget import Budget
 from ctxsparse.engine.cache import CacheShape, PagedKVCache, check_fits
 from ctxsparse.engine.fast import FastDecode, fast_path_problem, step_buffer_bytes
+from ctxsparse.engine.grad_mode import engine_mode
 from ctxsparse.engine.hook import attached, check_family
 from ctxsparse.engine.rows import RowAttention
 from ctxsparse.engine.sampling import Sampling
@@ -238,7 +239,7 @@ class Engine:
         return torch.cat(last)
 
     # -- generate -------------------------------------------------------------------------------
-    @torch.inference_mode()
+    @engine_mode()
     def generate(
         self,
         prompts: str | Sequence[str] | None = None,
@@ -273,7 +274,7 @@ class Engine:
             lengths = [len(r) + len(q) for r, q in zip(rows, qs, strict=True)]
             return self._run(lengths, logits, None, max_new_tokens, sampling, stop_token_ids, prefill_s)
 
-    @torch.inference_mode()
+    @engine_mode()
     def decode_from_cache(
         self,
         lengths: Sequence[int],

@@ -18,6 +18,7 @@ from ctxsparse.budget import Budget
 from ctxsparse.engine.cache import CacheShape, PagedKVCache
 from ctxsparse.engine.compiled import compiled
 from ctxsparse.engine.dense_gpu import FlashInferDenseStep, TritonDenseStep, flashinfer_ready
+from ctxsparse.engine.grad_mode import engine_mode
 from ctxsparse.engine.hook import attention_modules
 from ctxsparse.engine.indexers import GROUP_AGGREGATES, LabelIndexer, OracleIndexer, PageIndexer
 from ctxsparse.engine.sparse_gpu import SinkWindowStep, SparseStep
@@ -88,10 +89,11 @@ class FastDecode:
         self.compile_mode = compile_mode  # None: no torch.compile; "default" or a torch.compile mode
         self.num_q_heads = model.config.num_attention_heads
         self.scale = float(attention_modules(model)[0].scaling)
-        self.steps: dict[tuple[int, int], tuple[object, DecodeStep]] = {}
+        self.steps: dict[tuple[int, int, bool], tuple[object, DecodeStep]] = {}
         self.backend = None
         self.step_fn: DecodeStep | None = None
         self.host_lengths: list[int] = []
+        self.flat_slots: torch.Tensor | None = None
 
     @property
     def attention_name(self) -> str:
@@ -101,7 +103,7 @@ class FastDecode:
     def attention_timings_us(self) -> dict[str, float]:
         return {} if self.backend is None else dict(self.backend.timings_us)
 
-    def _make_backend(self, batch: int, k: int):
+    def _make_backend(self, batch: int, k: int, weighted: bool):
         args = (self.cache, batch, self.num_q_heads)
         sel = self.selector
         if isinstance(sel, Dense):
@@ -115,7 +117,7 @@ class FastDecode:
             indexer = LabelIndexer(sel, *args, model_key(self.model))
         else:
             indexer = PageIndexer(sel, *args)
-        return SparseStep(indexer, *args, k, f"{sel.name} pipeline (k={k}, top-k + triton sparse decode)")
+        return SparseStep(indexer, *args, k, f"{sel.name} pipeline (k={k}, top-k + triton sparse decode)", weighted)
 
     def session(self) -> contextlib.AbstractContextManager:
         """The context decode steps run in: the non-attention modules compiled when asked for."""
@@ -132,19 +134,29 @@ class FastDecode:
         """
         dense = isinstance(self.selector, Dense)
         k = 0 if dense else self.budget.tokens_for(max(host_lengths) + max_new_tokens)
-        if (batch, k) not in self.steps:
-            self.steps[(batch, k)] = (self._make_backend(batch, k), DecodeStep(self.model, self.cache, batch))
-        self.backend, self.step_fn = self.steps[(batch, k)]
-        self.host_lengths = list(host_lengths)
-        self.backend.adopt(self.host_lengths)
-        self.backend.before_step(self.host_lengths)
-        if self.graphs and self.step_fn.graph is None:
-            self.step_fn.capture()
+        # a row that sees fewer than k tokens at the first step may select slots past its length: weights mark them
+        weighted = not dense and min(host_lengths) + 1 < k
+        key = (batch, k, weighted)
+        with engine_mode():
+            if key not in self.steps:
+                step = DecodeStep(self.model, self.cache, batch, prepare=self._prepare)
+                self.steps[key] = (self._make_backend(batch, k, weighted), step)
+            self.backend, self.step_fn = self.steps[key]
+            self.host_lengths = list(host_lengths)
+            self.backend.adopt(self.host_lengths)
+            self.backend.before_step(self.host_lengths)
+            if self.graphs and self.step_fn.graph is None:
+                self.step_fn.capture()
+
+    def _prepare(self, batch: int) -> None:
+        """Once per step, before the layers: where the step's token goes, and the backend's per-step tensors."""
+        self.flat_slots = self.cache.flat_slots(batch)
+        self.backend.prepare(self.cache.lengths[:batch].long())
 
     def attend(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float):
         """The engine's attention inside a step: store the new token, then attend ([B, Hq, 1, D])."""
-        self.cache.write_step(layer, key, value)
-        return self.backend.attend(layer, query[:, :, 0].contiguous(), scale).unsqueeze(2)
+        self.cache.write_step(layer, key, value, self.flat_slots)
+        return self.backend.attend(layer, query[:, :, 0].contiguous(), key[:, :, 0], scale).unsqueeze(2)
 
     def step(self, token: torch.Tensor) -> torch.Tensor:
         """Run one step for the current tokens [B]; logits [B, V]."""
