@@ -7,12 +7,13 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from ctxsparse import DoubleSparsity, Quest
+from ctxsparse import DoubleSparsity, OracleTopK, Quest
 from ctxsparse.bench.generate import random_calibration
 from ctxsparse.engine import Engine
 from ctxsparse.engine.cache import CacheShape, PagedKVCache
-from ctxsparse.engine.indexers import LabelIndexer, PageIndexer
+from ctxsparse.engine.indexers import LabelIndexer, OracleIndexer, PageIndexer
 from ctxsparse.engine.sparse_gpu import SparseStep
+from ctxsparse.gpu_index.key_score import launch_key_scores
 from ctxsparse.gpu_index.label_score import launch_label_scores
 from ctxsparse.gpu_index.launch import INTERPRETED
 from ctxsparse.gpu_index.page_score import launch_page_scores
@@ -51,7 +52,26 @@ def test_score_kernels_mask_items_past_each_rows_length():
         assert bool((pages_masked[row, pages:] == float("-inf")).all())
 
 
-@pytest.mark.parametrize("method", ["double_sparsity", "quest"])
+@pytest.mark.parametrize("aggregate", ["sum", "max"])
+def test_key_scores_are_the_groups_logits_counted_and_masked(aggregate):
+    """The oracle's kernel: scale * q_g . k over every key of a strided [B, N, Hkv, D] cache, summed or maxed over
+    each GQA group, -inf past each row's length, its coarse bins counted."""
+    gen = torch.Generator().manual_seed(3)
+    q = torch.randn(2, 8, 64, generator=gen).bfloat16()
+    keys = torch.randn(3, 150, 2, 64, generator=gen).bfloat16()  # a cache of 3 rows, 2 of them in the batch
+    out = torch.empty(4, 150, dtype=torch.float16)
+    hist = torch.zeros(4, 256, dtype=torch.int32)
+    launch_key_scores(q, keys, out, hist, 0.125, aggregate, lengths=torch.tensor([99, 19], dtype=torch.int32),
+                      length_add=1)  # fmt: skip
+    logits = torch.einsum("bhgd,bnhd->bhgn", q.float().view(2, 2, 4, 64), keys[:2].float()) * 0.125
+    want = (logits.sum(2) if aggregate == "sum" else logits.amax(2)).reshape(4, 150)
+    visible = torch.arange(150) < torch.tensor([100, 100, 20, 20]).view(-1, 1)
+    assert torch.allclose(out.float()[visible], want[visible], atol=1e-2, rtol=1e-2)
+    assert bool((out[~visible] == float("-inf")).all())
+    assert hist.sum(1).tolist() == [150] * 4
+
+
+@pytest.mark.parametrize("method", ["oracle_topk", "double_sparsity", "quest"])
 def test_step_without_weights_equals_the_weighted_step(method):
     """When every row sees at least k tokens the unweighted step (fewer kernels) attends exactly as the weighted."""
     shape = CacheShape(1, 2, 48, 16, 2, 64, torch.bfloat16)
@@ -66,6 +86,8 @@ def test_step_without_weights_equals_the_weighted_step(method):
     for weighted in (True, False):
         if method == "quest":
             indexer = PageIndexer(Quest(page_size=4, granularity="kv_head"), cache, 2, 4)
+        elif method == "oracle_topk":
+            indexer = OracleIndexer(OracleTopK(granularity="kv_head", aggregate="logit_max"), cache, 2, 4)
         else:
             cal = random_calibration(_config_model(shape))
             ds = DoubleSparsity(channels=8, calibration=cal, granularity="kv_head", aggregate="logit_mean")

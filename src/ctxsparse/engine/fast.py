@@ -72,7 +72,7 @@ def step_buffer_bytes(shape: CacheShape, selector: Selector, budget: Budget, num
         return total
     scores = tokens * (2 + 2 + 4)  # scores and the top-k's candidate values and indices
     if isinstance(selector, OracleTopK):
-        return total + scores + tokens * (num_q_heads // shape.num_kv_heads) * item
+        return total + scores
     if isinstance(selector, DoubleSparsity):
         return total + scores + shape.num_layers * tokens * selector.channels * item
     if isinstance(selector, Quest):

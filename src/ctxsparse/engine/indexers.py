@@ -4,9 +4,9 @@ Each indexer scores `items` per (row, kv head) into a [B, Hkv, items] buffer: to
 Sparsity labels) or pages (Quest bounds). prepare(slots) runs once per step (where the step's token lands in
 the state); update(layer, key) folds that token into a layer's state in one or two copy kernels and is
 idempotent (running a step twice with the same lengths leaves the same state), so a CUDA graph can be
-warmed up and captured on live state. adopt() builds the state from the cache after a prefill. Indexers
-whose kernels mask items past a row's length and count the top-k's coarse bins while they score say
-`counts = True` (the step then skips a masking pass and the top-k's counting pass).
+warmed up and captured on live state. adopt() builds the state from the cache after a prefill. score()
+runs one kernel that also sets items past a row's length to -inf and counts the top-k's coarse bins (so the
+step needs no masking pass and the top-k no counting pass).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 
 from ctxsparse.engine.cache import PagedKVCache
 from ctxsparse.gpu_index import label_cache_from_keys
+from ctxsparse.gpu_index.key_score import launch_key_scores
 from ctxsparse.gpu_index.label_score import launch_label_scores
 from ctxsparse.gpu_index.page_score import launch_page_scores
 from ctxsparse.selectors import DoubleSparsity, OracleTopK, Quest
@@ -27,16 +28,13 @@ GROUP_AGGREGATES = {"logit_max": "max", "logit_mean": "sum"}
 
 
 class OracleIndexer:
-    """Exact q.K of every cached token, the group's logits combined by max or mean (reads every key)."""
+    """Exact q.K of every cached token, the group's logits combined by max or sum (which ranks like the mean), in
+    one kernel that reads each key once straight from the cache (see gpu_index.key_score)."""
 
     def __init__(self, selector: OracleTopK, cache: PagedKVCache, batch: int, num_q_heads: int) -> None:
         s = cache.shape
         self.cache, self.batch, self.items, self.page = cache, batch, s.capacity, 1
-        self.group = num_q_heads // s.num_kv_heads
-        self.mean = selector.aggregate == "logit_mean"
-        self.logits = torch.empty(s.num_kv_heads, batch, self.group, s.capacity, dtype=s.dtype, device=cache.device)
-
-    counts = False
+        self.aggregate = GROUP_AGGREGATES[selector.aggregate]
 
     def adopt(self, host_lengths: list[int]) -> None:
         """Nothing to build: the oracle reads the keys themselves."""
@@ -48,12 +46,10 @@ class OracleIndexer:
         """Nothing to update."""
 
     def score(self, layer: int, q: torch.Tensor, scale: float, out: torch.Tensor, hist=None) -> None:
-        keys = self.cache.rows(layer)[0][: self.batch]  # [B, cap, Hkv, D]
-        q = q.view(self.batch, -1, self.group, q.shape[-1])
-        for h in range(q.shape[1]):  # one strided batched GEMM per kv head: the cache is never copied
-            torch.matmul(q[:, h], keys[:, :, h].transpose(1, 2), out=self.logits[h])
-        agg = self.logits.mean(2) if self.mean else self.logits.amax(2)
-        out.copy_(agg.transpose(0, 1))
+        """q.K scores, -inf past each row's length (the step's token included), counted into hist."""
+        keys = self.cache.rows(layer)[0]  # [max_batch, capacity, Hkv, D] views of the pages
+        launch_key_scores(q, keys, out.view(-1, out.shape[-1]), hist, scale, self.aggregate,
+                          lengths=self.cache.lengths, length_add=1)  # fmt: skip
 
 
 class LabelIndexer:
@@ -85,8 +81,6 @@ class LabelIndexer:
         heads = torch.arange(batch * s.num_kv_heads, device=cache.device).view(batch, s.num_kv_heads)
         self.label_base = heads * s.capacity
         self.dest = self.label_base.clone()
-
-    counts = True
 
     def adopt(self, host_lengths: list[int]) -> None:
         for layer in range(self.cache.shape.num_layers):
@@ -126,8 +120,6 @@ class PageIndexer:
         self.bound_base = heads * self.items  # flat bound row of (b, h, page 0) in a layer's [B * Hkv * items, D]
         self.pos = self.row_start + self.offsets
         self.dest = self.bound_base.view(-1).clone()
-
-    counts = True
 
     def adopt(self, host_lengths: list[int]) -> None:
         p = self.page

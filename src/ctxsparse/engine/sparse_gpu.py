@@ -1,10 +1,9 @@
 """Sparse attention inside the engine's decode step: index -> exact top-k -> Triton sparse decode, all on device.
 
-Per step (prepare): the visible length of each row and, where a kernel cannot mask by itself, which items lie
-past it. Per layer: the indexer folds the new token into its state and scores every item (token or page) of
-each (row, kv head), items past a row's length scoring -inf (in the score kernel, which also counts the
-top-k's coarse bins, or by one masking pass); RowTopK picks k items per row (fixed k, so nothing is planned
-per step); pages expand to their tokens; sparse_decode reads the selected tokens from the paged cache, one
+Per step (prepare): the visible length of each row. Per layer: the indexer folds the new token into its state
+and scores every item (token or page) of each (row, kv head) in one kernel that also sets items past a row's
+length to -inf and counts the top-k's coarse bins; RowTopK picks k items per row (fixed k, so nothing is
+planned per step); pages expand to their tokens; sparse_decode reads the selected tokens from the paged cache, one
 selection per GQA group. When a row may see fewer tokens than the step reads (a row shorter than k, or a
 partial page), each selected slot carries a weight, 0 past the row's length. Sink + window needs no scores:
 its tokens follow from the lengths, once per step.
@@ -43,11 +42,9 @@ class SparseStep:
         self.scores = torch.empty(batch, s.num_kv_heads, indexer.items, dtype=SCORE_DTYPE, device=cache.device)
         self.topk = RowTopK()
         self.topk.plan(self.rows, indexer.items, self.k_items, SCORE_DTYPE, cache.device)
-        self.item_start = torch.arange(indexer.items, device=cache.device) * indexer.page  # first token of an item
         self.in_page = torch.arange(indexer.page, device=cache.device)
         self.out = torch.empty(batch, num_q_heads, s.head_dim, dtype=s.dtype, device=cache.device)
         self.visible = torch.ones(batch, 1, 1, dtype=torch.long, device=cache.device)
-        self.invalid: torch.Tensor | None = None
         self.timings_us: dict[str, float] = {}
 
     def before_step(self, host_lengths: list[int]) -> None:
@@ -59,22 +56,14 @@ class SparseStep:
     def prepare(self, slots: torch.Tensor) -> None:
         """Once per step, from the slots [B] (int64) this step writes."""
         self.visible = (slots + 1).view(-1, 1, 1)
-        if not self.indexer.counts:
-            self.invalid = self.item_start >= self.visible  # [B, 1, items]
         self.indexer.prepare(slots)
 
     def attend(self, layer: int, q: torch.Tensor, key: torch.Tensor, scale: float) -> torch.Tensor:
         """q [B, Hq, D] and the step's new keys [B, Hkv, D] (already in the cache) -> [B, Hq, D]."""
         self.indexer.update(layer, key)
-        rows = self.scores.view(self.rows, -1)
-        if self.indexer.counts:  # masked and counted by the score kernel
-            self.topk.reset()
-            self.indexer.score(layer, q, scale, self.scores, self.topk.hist)
-            items = self.topk.select(rows)
-        else:
-            self.indexer.score(layer, q, scale, self.scores)
-            self.scores.masked_fill_(self.invalid, float("-inf"))
-            items = self.topk.run(rows)
+        self.topk.reset()
+        self.indexer.score(layer, q, scale, self.scores, self.topk.hist)  # -inf past each row's length; counted
+        items = self.topk.select(self.scores.view(self.rows, -1))
         tokens = items.view(self.batch, -1, self.k_items)
         page = self.indexer.page
         if page > 1:
