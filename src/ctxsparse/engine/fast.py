@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import math
+from collections.abc import Iterator
 
 import torch
 
@@ -18,6 +19,7 @@ from ctxsparse.budget import Budget
 from ctxsparse.engine.cache import CacheShape, PagedKVCache
 from ctxsparse.engine.compiled import compiled
 from ctxsparse.engine.dense_gpu import FlashInferDenseStep, TritonDenseStep, flashinfer_ready
+from ctxsparse.engine.fused import fuse_weights, shared_gemms
 from ctxsparse.engine.grad_mode import engine_mode
 from ctxsparse.engine.hook import attention_modules
 from ctxsparse.engine.indexers import GROUP_AGGREGATES, LabelIndexer, OracleIndexer, PageIndexer
@@ -94,6 +96,7 @@ class FastDecode:
         self.step_fn: DecodeStep | None = None
         self.host_lengths: list[int] = []
         self.flat_slots: torch.Tensor | None = None
+        self.fused_groups = 0  # projection groups run as one GEMM in the last session
 
     @property
     def attention_name(self) -> str:
@@ -119,11 +122,17 @@ class FastDecode:
             indexer = PageIndexer(sel, *args)
         return SparseStep(indexer, *args, k, f"{sel.name} pipeline (k={k}, top-k + triton sparse decode)", weighted)
 
-    def session(self) -> contextlib.AbstractContextManager:
-        """The context decode steps run in: the non-attention modules compiled when asked for."""
-        if self.compile_mode is None:
-            return contextlib.nullcontext()
-        return compiled(self.model, None if self.compile_mode == "default" else self.compile_mode)
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """The context decode steps run in: q/k/v and gate/up projections as one GEMM each (gate/up stay apart when
+        compiling: the compiled MLP traces the module's own forward), the MLPs and norms compiled when asked for."""
+        groups = fuse_weights(self.model)
+        with shared_gemms(groups, mlp=self.compile_mode is None) as self.fused_groups:
+            if self.compile_mode is None:
+                yield
+                return
+            with compiled(self.model, None if self.compile_mode == "default" else self.compile_mode):
+                yield
 
     def begin(self, batch: int, host_lengths: list[int], max_new_tokens: int) -> None:
         """Pick (or build and capture) the step for this batch; index the prefilled cache (inside session()).
