@@ -58,7 +58,7 @@ def test_graph_replay_equals_eager_steps(model, name):
         replayed = fast.step_fn.run(token).float().clone()
         engine.cache.lengths.copy_(saved)
         fast.backend.before_step(fast.host_lengths)
-        with attached(model, fast.attend):
+        with fast.session(), attached(model, fast.attend):  # the same fused projections and norms as the graph
             eager = fast.step_fn.forward().float()
     # the same kernels on the same data; only a top-k may take another of the scores tied at the k-th value
     print(f"{name}: replay == eager bit for bit: {torch.equal(replayed, eager)}")

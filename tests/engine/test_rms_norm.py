@@ -24,8 +24,10 @@ def test_one_kernel_norm_equals_the_module():
         xb = x.bfloat16()
         # bf16 within one rounding step (the interpreter truncates where a GPU rounds to nearest)
         assert torch.allclose(rms_norm(half, xb).float(), half(xb).float(), rtol=2**-6, atol=2**-6)
+        wide = LlamaRMSNorm(256, eps=1e-5)  # float32 weight, bf16 input: weight * y promotes as torch does
+        assert rms_norm(wide, xb).dtype == wide(xb).dtype == torch.float32
         strided = x.transpose(0, 1)  # not contiguous: the module's own forward
-        assert torch.equal(rms_norm(norm, strided), norm(strided))
+        assert torch.equal(rms_norm(wide, strided), wide(strided))
 
 
 def test_fast_norms_route_and_restore_the_model_norms():

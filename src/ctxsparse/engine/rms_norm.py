@@ -39,7 +39,7 @@ def rms_norm(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     n = x.shape[-1]
     if not x.is_contiguous() or n > MAX_WIDTH or module.weight.shape != (n,):
         return type(module).forward(module, x)
-    out = torch.empty(x.shape, dtype=torch.result_type(module.weight, x.new_empty(())), device=x.device)
+    out = torch.empty(x.shape, dtype=torch.promote_types(module.weight.dtype, x.dtype), device=x.device)
     rows = x.numel() // n
     if rows:
         _rms_norm_kernel[(rows,)](x, module.weight, out, n, float(module.variance_epsilon),
