@@ -4,7 +4,11 @@ Construction sizes and allocates the cache (refusing one that cannot fit) and pi
 run: 'graph' (CUDA: the batched step captured once per batch size in a CUDA graph and replayed),
 'eager' (the same batched step, launched op by op) or 'rows' (the reference path: each row through the
 selector's own select(), on any device and for any selector). The model's own modules do all the
-non-attention math; see ctxsparse.engine.hook.
+non-attention math; see ctxsparse.engine.hook. On the batched paths the q/k/v and gate/up projections run
+as one GEMM each (the first call fuses the weights once: the modules' parameters become views of one
+tensor per group, with the same values) and RMSNorms as one kernel each; see fused.py and rms_norm.py.
+All engine work runs in engine_mode() (no autograd, outside inference mode), so its buffers accept calls
+made from inside or outside torch.inference_mode.
 """
 
 from __future__ import annotations
