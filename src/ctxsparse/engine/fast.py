@@ -24,6 +24,7 @@ from ctxsparse.engine.grad_mode import engine_mode
 from ctxsparse.engine.hook import attention_modules
 from ctxsparse.engine.indexers import GROUP_AGGREGATES, LabelIndexer, OracleIndexer, PageIndexer
 from ctxsparse.engine.rms_norm import fast_norms
+from ctxsparse.engine.rotary import fast_rotary
 from ctxsparse.engine.sparse_gpu import SinkWindowStep, SparseStep
 from ctxsparse.engine.step import DecodeStep
 from ctxsparse.models import model_key
@@ -125,11 +126,11 @@ class FastDecode:
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
-        """The context decode steps run in: q/k/v and gate/up projections as one GEMM each, RMSNorms as one kernel
-        each; or, when compiling, the MLPs and norms through torch.compile (gate/up then stay apart: the compiled
-        MLP traces the module's own forward)."""
+        """The context decode steps run in: q/k/v and gate/up projections as one GEMM each, rotary embeddings and
+        RMSNorms as one kernel each; or, when compiling, the MLPs and norms through torch.compile (gate/up then
+        stay apart: the compiled MLP traces the module's own forward)."""
         groups = fuse_weights(self.model)
-        with shared_gemms(groups, mlp=self.compile_mode is None) as self.fused_groups:
+        with shared_gemms(groups, mlp=self.compile_mode is None) as self.fused_groups, fast_rotary():
             if self.compile_mode is None:
                 with fast_norms(self.model):
                     yield
