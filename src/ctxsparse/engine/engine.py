@@ -6,7 +6,8 @@ run: 'graph' (CUDA: the batched step captured once per batch size in a CUDA grap
 selector's own select(), on any device and for any selector). The model's own modules do all the
 non-attention math; see ctxsparse.engine.hook. On the batched paths the q/k/v and gate/up projections run
 as one GEMM each (the first call fuses the weights once: the modules' parameters become views of one
-tensor per group, with the same values) and RMSNorms as one kernel each; see fused.py and rms_norm.py.
+tensor per group, with the same values), rotary embeddings and RMSNorms as one kernel each; see fused.py,
+rotary.py and rms_norm.py.
 All engine work runs in engine_mode() (no autograd, outside inference mode), so its buffers accept calls
 made from inside or outside torch.inference_mode.
 """
