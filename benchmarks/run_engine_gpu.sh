@@ -45,7 +45,7 @@ left=$((TOTAL_BUDGET - SECONDS))
 if [ "$left" -ge "$COMPILE_MIN" ]; then
   echo "=== bench generate --compile, one point (${SECONDS}s so far, ${left}s left)"
   timeout "$left" python3 -m ctxsparse.cli.main bench generate --output-dir "$LOG_DIR/results" --points 4x131072 \
-    --methods double_sparsity --sparsity 50 --no-stock --compile --name-suffix -compiled 2>&1 \
+    --methods double_sparsity --sparsity 50 --no-stock --compile --name-suffix=-compiled 2>&1 \
     | tee "$LOG_DIR/generate-bench-compiled.log"
 else
   echo "=== compiled point skipped: ${SECONDS}s used, ${left}s left (needs ${COMPILE_MIN}s)"
