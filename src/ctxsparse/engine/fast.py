@@ -67,7 +67,7 @@ def fast_path_problem(selector: Selector, device: torch.device, dtype: torch.dty
     return method_problem(selector)
 
 
-def step_buffer_bytes(shape: CacheShape, selector: Selector, budget: Budget, num_q_heads: int, vocab: int) -> int:
+def step_buffer_bytes(shape: CacheShape, selector: Selector, budget: Budget, vocab: int) -> int:
     """A bound on the batched path's buffers beyond the cache: indexer state, scores, top-k lists, logits."""
     item = torch.finfo(shape.dtype).bits // 8
     tokens = shape.max_batch * shape.num_kv_heads * shape.capacity  # (row, kv head, slot) triples
