@@ -54,6 +54,9 @@ def test_kernel_path_equals_reference_path(model, name, tokens_read):
         with Engine(model, None, selector=selector, budget=Budget(tokens=tokens_read), max_batch=2, max_len=32,
                     graphs=graphs) as engine:  # fmt: skip
             result = engine.generate(input_ids=rows, max_new_tokens=4, stop_token_ids=[])
+            if result.mode == "eager":  # q/k/v and gate/up as one GEMM each; rotary and norms in one kernel each
+                fast = engine.fast
+                assert (fast.fused_groups, fast.rotary_modules, fast.fast_norm_modules) == (4, 4, 5)
         tokens[result.mode] = result.token_ids
     assert tokens["eager"] == tokens["rows"]
 

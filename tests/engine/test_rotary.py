@@ -30,6 +30,6 @@ def test_one_kernel_rotary_equals_the_function_on_strided_inputs():
 
 def test_fast_rotary_patches_and_restores_the_modeling_modules():
     original = modeling_llama.apply_rotary_pos_emb
-    with fast_rotary() as count:
+    with fast_rotary(torch.device("cpu"), torch.float32, 64) as count:
         assert modeling_llama.apply_rotary_pos_emb is not original
     assert count == 4 and modeling_llama.apply_rotary_pos_emb is original

@@ -186,9 +186,10 @@ def run_point(model, name: str, batch: int, context: int, args, tbps: float, cal
                                                stop_token_ids=[])  # fmt: skip
                 timings = engine.fast.attention_timings_us
                 fused = engine.fast.fused_groups
+                one_kernel = {"rotary_modules": engine.fast.rotary_modules, "norms": engine.fast.fast_norm_modules}
             k = 0 if budget is None else budget.tokens_for(context + steps)
             extra = {"path": f"engine ({res.mode})", "attention": res.attention, "attention_choice_us": timings,
-                     "compile": args.compile, "fused_projection_groups": fused}  # fmt: skip
+                     "compile": args.compile, "fused_projection_groups": fused, "one_kernel": one_kernel}  # fmt: skip
             record(method, sparsity, k if k else context, _median(res.step_ms[1:]), extra)
         except Exception as err:
             rows.append({**base, "method": method, "sparsity": sparsity, "error": repr(err)})

@@ -99,6 +99,8 @@ class FastDecode:
         self.host_lengths: list[int] = []
         self.flat_slots: torch.Tensor | None = None
         self.fused_groups = 0  # projection groups run as one GEMM in the last session
+        self.rotary_modules = 0  # modeling modules whose rotary ran as one kernel in the last session
+        self.fast_norm_modules = 0  # RMSNorm modules run as one kernel in the last session
 
     @property
     def attention_name(self) -> str:
@@ -130,9 +132,11 @@ class FastDecode:
         RMSNorms as one kernel each; or, when compiling, the MLPs and norms through torch.compile (gate/up then
         stay apart: the compiled MLP traces the module's own forward)."""
         groups = fuse_weights(self.model)
-        with shared_gemms(groups, mlp=self.compile_mode is None) as self.fused_groups, fast_rotary():
+        s = self.cache.shape
+        rotary = fast_rotary(self.cache.device, s.dtype, s.head_dim)
+        with shared_gemms(groups, mlp=self.compile_mode is None) as self.fused_groups, rotary as self.rotary_modules:
             if self.compile_mode is None:
-                with fast_norms(self.model):
+                with fast_norms(self.model) as self.fast_norm_modules:
                     yield
                 return
             with compiled(self.model, None if self.compile_mode == "default" else self.compile_mode):

@@ -87,9 +87,34 @@ def rotary(original):
     return apply
 
 
+_CHECKED: dict[tuple, bool] = {}
+
+
+def _agrees(original, device: torch.device, dtype: torch.dtype, head_dim: int) -> bool:
+    key = (original, str(device), dtype, head_dim)
+    if key not in _CHECKED:
+        _CHECKED[key] = kernel_agrees(original, device, dtype, head_dim)
+    return _CHECKED[key]
+
+
+def kernel_agrees(original, device: torch.device, dtype: torch.dtype, head_dim: int) -> bool:
+    """A small probe of the kernel against `original` (within one rounding step): False when it fails to build or
+    disagrees on this device, so a step never depends on an unchecked kernel."""
+    try:
+        gen = torch.Generator().manual_seed(0)
+        q, k = (torch.randn(2, h, 1, head_dim, generator=gen).to(device, dtype) for h in (4, 2))
+        cos, sin = (torch.randn(2, 1, head_dim, generator=gen).to(device, dtype) for _ in range(2))
+        with torch.no_grad():
+            got, want = rotary(original)(q, k, cos, sin), original(q, k, cos, sin)
+        return all(torch.allclose(a.float(), b.float(), rtol=2**-6, atol=2**-5) for a, b in zip(got, want, strict=True))
+    except Exception:  # a kernel that cannot build here: the original function stays
+        return False
+
+
 @contextlib.contextmanager
-def fast_rotary() -> Iterator[int]:
-    """Route the supported families' apply_rotary_pos_emb through the one-kernel form inside the block."""
+def fast_rotary(device: torch.device, dtype: torch.dtype, head_dim: int) -> Iterator[int]:
+    """Route the supported families' apply_rotary_pos_emb through the one-kernel form inside the block (yields
+    how many modules; none when a probe on this device, dtype and head_dim disagrees with the original)."""
     saved = []
     try:
         for name in MODELING_MODULES:
@@ -98,7 +123,7 @@ def fast_rotary() -> Iterator[int]:
             except ImportError:  # a transformers without this family: nothing of it to route
                 continue
             original = getattr(module, "apply_rotary_pos_emb", None)
-            if original is None:
+            if original is None or not _agrees(original, device, dtype, head_dim):
                 continue
             saved.append((module, original))
             module.apply_rotary_pos_emb = rotary(original)
