@@ -52,6 +52,8 @@ def test_graph_replay_equals_eager_steps(model, name):
         assert result.mode == "graph"
         print(f"{name}: {result.attention}, median step {result.median_step_ms:.2f} ms")
         fast = engine.fast
+        print(f"{name}: one-GEMM projection groups {fast.fused_groups}, one-kernel rotary modules "
+              f"{fast.rotary_modules}, one-kernel norms {fast.fast_norm_modules}")  # fmt: skip
         token = torch.tensor([row[-1] for row in result.token_ids], device="cuda")
         saved = engine.cache.lengths.clone()
         fast.backend.before_step(fast.host_lengths)
