@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from ctxsparse import Budget, DoubleSparsity, Quest, SinkWindow
+from ctxsparse import Budget, DoubleSparsity, OracleTopK, Quest, SinkWindow
+from ctxsparse.bench.generate import random_calibration
 from ctxsparse.engine import Engine
 from ctxsparse.engine.cache import CacheShape, PagedKVCache
 from ctxsparse.engine.indexers import LabelIndexer, PageIndexer
@@ -27,20 +28,35 @@ def model():
     return AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
 
 
+def _every_token(model):
+    """Selectors with a GPU pipeline; at a budget above every row's length each must read every token."""
+    cal = random_calibration(model)
+    return {
+        "oracle_topk": OracleTopK(granularity="kv_head", aggregate="logit_max"),
+        "double_sparsity": DoubleSparsity(channels=8, calibration=cal, granularity="kv_head", aggregate="logit_mean"),
+        "quest": Quest(page_size=4, granularity="kv_head"),
+    }
+
+
 @interpreted
 @pytest.mark.parametrize(
-    "selector",
-    [None, SinkWindow(sink=4)],
-    ids=["dense", "sink_window"],
+    ("name", "tokens_read"),
+    [("dense", 12), ("sink_window", 12), ("oracle_topk", 40), ("double_sparsity", 40), ("quest", 40)],
 )
-def test_kernel_path_equals_reference_path(model, selector):
+def test_kernel_path_equals_reference_path(model, name, tokens_read):
+    """The batched kernels (graphs=False) give the reference path's tokens; the sparse methods at a budget above
+    every row's length read every token (their top-k must skip the slots past each row's length)."""
+    selector = {"dense": None, "sink_window": SinkWindow(sink=4)}.get(name) or _every_token(model).get(name)
     gen = torch.Generator().manual_seed(1)
     rows = [torch.randint(5, 500, (n,), generator=gen).tolist() for n in (23, 14)]
     tokens = {}
     for graphs in (False, "auto"):
-        with Engine(model, None, selector=selector, budget=Budget(tokens=12), max_batch=2, max_len=32,
+        with Engine(model, None, selector=selector, budget=Budget(tokens=tokens_read), max_batch=2, max_len=32,
                     graphs=graphs) as engine:  # fmt: skip
             result = engine.generate(input_ids=rows, max_new_tokens=4, stop_token_ids=[])
+            if result.mode == "eager":  # q/k/v and gate/up as one GEMM each; rotary and norms in one kernel each
+                fast = engine.fast
+                assert (fast.fused_groups, fast.rotary_modules, fast.fast_norm_modules) == (4, 4, 5)
         tokens[result.mode] = result.token_ids
     assert tokens["eager"] == tokens["rows"]
 
@@ -61,10 +77,13 @@ def test_page_and_label_state_follow_the_written_keys():
     cache.lengths[:2] = torch.tensor(lengths, dtype=torch.int32)
     for _ in range(5):
         slots = cache.lengths[:2].long()
+        pages.prepare(slots)
+        labels.prepare(slots)
         for layer in range(2):
+            new_keys = cache.rows(layer)[0][torch.arange(2), slots]  # [B, Hkv, D]: what the step wrote
             for _ in range(2):
-                pages.update(layer, slots)
-                labels.update(layer, slots)
+                pages.update(layer, new_keys)
+                labels.update(layer, new_keys)
         cache.lengths[:2] += 1
     for b, n in enumerate(cache.lengths[:2].tolist()):
         keys = cache.rows(1)[0][b, :n].transpose(0, 1).float()  # [Hkv, n, D]: every written slot

@@ -58,7 +58,10 @@ class NoAttention:
     def adopt(self, host_lengths: list[int]) -> None:
         """Nothing to index."""
 
-    def attend(self, layer: int, q: torch.Tensor, scale: float) -> torch.Tensor:
+    def prepare(self, slots: torch.Tensor) -> None:
+        """Nothing per step."""
+
+    def attend(self, layer: int, q: torch.Tensor, key: torch.Tensor, scale: float) -> torch.Tensor:
         return self.out
 
 
@@ -176,14 +179,17 @@ def run_point(model, name: str, batch: int, context: int, args, tbps: float, cal
             with Engine(model, None, selector=selector, budget=budget, max_batch=batch, max_len=shape.max_len,
                         graphs=device.type == "cuda", cache=cache, compile=args.compile) as engine:  # fmt: skip
                 if method == "weights_only":
-                    engine.fast._make_backend = lambda b, k: NoAttention(
+                    engine.fast._make_backend = lambda b, k, weighted: NoAttention(
                         engine.cache, b, model.config.num_attention_heads
                     )
                 res = engine.decode_from_cache([context] * batch, [11] * batch, max_new_tokens=steps,
                                                stop_token_ids=[])  # fmt: skip
                 timings = engine.fast.attention_timings_us
+                fused = engine.fast.fused_groups
+                one_kernel = {"rotary_modules": engine.fast.rotary_modules, "norms": engine.fast.fast_norm_modules}
             k = 0 if budget is None else budget.tokens_for(context + steps)
-            extra = {"path": f"engine ({res.mode})", "attention": res.attention, "attention_choice_us": timings}
+            extra = {"path": f"engine ({res.mode})", "attention": res.attention, "attention_choice_us": timings,
+                     "compile": args.compile, "fused_projection_groups": fused, "one_kernel": one_kernel}  # fmt: skip
             record(method, sparsity, k if k else context, _median(res.step_ms[1:]), extra)
         except Exception as err:
             rows.append({**base, "method": method, "sparsity": sparsity, "error": repr(err)})
@@ -206,6 +212,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "max-autotune-no-cudagraphs: minutes of compiling)")  # fmt: skip
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--output", type=Path, default=None, help="JSON path (default: named by GPU and date)")
+    parser.add_argument("--name-suffix", default="", help="appended to the default JSON name, e.g. -compiled")
 
 
 def _gpu_short(name: str) -> str:
@@ -230,7 +237,7 @@ def run_cli(args: argparse.Namespace) -> int:
               "context": "random keys and values", "timing": "median of CUDA-event step times, first step dropped",
               "oracle_topk": "kv_head, logit_max", "double_sparsity": f"{LABEL_CHANNELS} random channels, logit_mean",
               "quest": f"page {QUEST_PAGE}, kv_head max", "compile": args.compile}, "rows": rows}  # fmt: skip
-    path = args.output or args.output_dir / f"generate-{_gpu_short(gpu)}-{result['date']}.json"
+    path = args.output or args.output_dir / f"generate-{_gpu_short(gpu)}-{result['date']}{args.name_suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     for name in args.model:
         model, _ = load_model(name, device="cuda", dtype="bfloat16")

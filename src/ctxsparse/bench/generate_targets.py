@@ -86,6 +86,7 @@ def format_table(rows: list[dict]) -> str:
             continue
         d = _find(rows, r["model"], r["batch"], r["context"], "dense")
         x = "" if d is None else f"{d['ms_per_step'] / r['ms_per_step']:.2f}"
+        path = (r.get("attention") or r.get("path", "")) + (" [compiled]" if r.get("compile") else "")
         out.append(f"{lead}{r['ms_per_step']:>9.2f}{r['tokens_per_s']:>9.1f}{r['floor_ms']:>9.2f}"
-                   f"{100 * r['floor_share']:>6.0f}%{x:>8}  {r.get('attention') or r.get('path', '')}")  # fmt: skip
+                   f"{100 * r['floor_share']:>6.0f}%{x:>8}  {path}")  # fmt: skip
     return "\n".join(out)

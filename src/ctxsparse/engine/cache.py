@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ctxsparse.engine.grad_mode import engine_mode
+
 
 @dataclass(frozen=True)
 class CacheShape:
@@ -78,6 +80,7 @@ def check_fits(shape: CacheShape, device: torch.device, extra_bytes: int = 0, fr
 class PagedKVCache:
     """Preallocated K and V pages of every layer, the page table and each row's length (on the device)."""
 
+    @engine_mode()
     def __init__(self, shape: CacheShape, device: torch.device) -> None:
         self.shape = shape
         self.device = device
@@ -107,14 +110,18 @@ class PagedKVCache:
         k[row, start : start + t] = key[0].transpose(0, 1)
         v[row, start : start + t] = value[0].transpose(0, 1)
 
-    def write_step(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> None:
-        """Store the new token's key/value [B, Hkv, 1, D] of rows 0 .. B-1 at slot lengths[b] (device indices)."""
-        k, v = self.rows(layer)
-        b = key.shape[0]
-        rows = torch.arange(b, device=self.device)
-        slots = self.lengths[:b].long()
-        k[rows, slots] = key[:, :, 0]
-        v[rows, slots] = value[:, :, 0]
+    def flat_slots(self, batch: int) -> torch.Tensor:
+        """int64 [batch]: where each row's next token goes in the flat [max_batch * capacity] token view."""
+        base = torch.arange(batch, device=self.device) * self.shape.capacity
+        return base + self.lengths[:batch]
+
+    def write_step(self, layer: int, key: torch.Tensor, value: torch.Tensor, flat_slots: torch.Tensor) -> None:
+        """Store the new token's key/value [B, Hkv, 1, D] of rows 0 .. B-1 at `flat_slots` (see flat_slots()):
+        one copy kernel each for K and V."""
+        s = self.shape
+        flat = (s.num_pages * s.page_size, s.num_kv_heads, s.head_dim)
+        self.k[layer].view(flat).index_copy_(0, flat_slots, key[:, :, 0])
+        self.v[layer].view(flat).index_copy_(0, flat_slots, value[:, :, 0])
 
     def release(self) -> None:
         """Drop the pages (the engine calls this when it is closed)."""

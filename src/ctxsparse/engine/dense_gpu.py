@@ -16,6 +16,7 @@ import torch
 
 from ctxsparse.attention.sparse_decode import sparse_decode
 from ctxsparse.engine.cache import PagedKVCache
+from ctxsparse.engine.grad_mode import engine_mode
 
 WORKSPACE_BYTES = 128 * 1024 * 1024
 TIMING_ITERS = 5
@@ -28,6 +29,7 @@ def flashinfer_ready(device: torch.device) -> bool:
 class FlashInferDenseStep:
     """FlashInfer batch decode over each row's pages, planned per step from host lengths, captured in graphs."""
 
+    @engine_mode()
     def __init__(self, cache: PagedKVCache, batch: int, num_q_heads: int, scale: float) -> None:
         import flashinfer
 
@@ -71,6 +73,7 @@ class FlashInferDenseStep:
         self._planned = torch.cuda.Event()
         self._planned.record()
 
+    @engine_mode()
     def before_step(self, host_lengths: list[int]) -> None:
         """Plan for this step: each row sees its tokens so far plus the one the step writes."""
         visible = [n + 1 for n in host_lengths]
@@ -99,7 +102,10 @@ class FlashInferDenseStep:
     def adopt(self, host_lengths: list[int]) -> None:
         """Nothing to index for dense attention."""
 
-    def attend(self, layer: int, q: torch.Tensor, scale: float) -> torch.Tensor:
+    def prepare(self, slots: torch.Tensor) -> None:
+        """Nothing per step on the device: plan() did it on the host."""
+
+    def attend(self, layer: int, q: torch.Tensor, key: torch.Tensor, scale: float) -> torch.Tensor:
         return self.wrappers[self.tensor_cores].run(q, (self.cache.k[layer], self.cache.v[layer]))
 
 
@@ -114,6 +120,7 @@ class TritonDenseStep:
         self.indices = torch.arange(s.capacity, dtype=torch.int32, device=cache.device)
         self.indices = self.indices.expand(batch, s.num_kv_heads, -1).contiguous()
         self.out = torch.empty(batch, num_q_heads, s.head_dim, dtype=s.dtype, device=cache.device)
+        self.visible = torch.zeros(batch, s.num_kv_heads, dtype=torch.long, device=cache.device)
         self.timings_us: dict[str, float] = {}
 
     def before_step(self, host_lengths: list[int]) -> None:
@@ -122,10 +129,12 @@ class TritonDenseStep:
     def adopt(self, host_lengths: list[int]) -> None:
         """Nothing to index for dense attention."""
 
-    def attend(self, layer: int, q: torch.Tensor, scale: float) -> torch.Tensor:
-        hkv = self.cache.shape.num_kv_heads
-        visible = (self.cache.lengths[: self.batch] + 1).view(-1, 1).expand(-1, hkv).contiguous()
+    def prepare(self, slots: torch.Tensor) -> None:
+        """Each row's visible tokens (the step's own included) per kv head, once per step."""
+        self.visible = (slots + 1).view(-1, 1).expand(-1, self.cache.shape.num_kv_heads).contiguous()
+
+    def attend(self, layer: int, q: torch.Tensor, key: torch.Tensor, scale: float) -> torch.Tensor:
         table = self.cache.page_table[: self.batch]
         k, v = self.cache.k[layer], self.cache.v[layer]
-        return sparse_decode(q, k, v, self.indices, lengths=visible, scale=scale, page_table=table, backend="triton",
-                             out=self.out)  # fmt: skip
+        return sparse_decode(q, k, v, self.indices, lengths=self.visible, scale=scale, page_table=table,
+                             backend="triton", out=self.out)  # fmt: skip

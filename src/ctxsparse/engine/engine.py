@@ -4,7 +4,12 @@ Construction sizes and allocates the cache (refusing one that cannot fit) and pi
 run: 'graph' (CUDA: the batched step captured once per batch size in a CUDA graph and replayed),
 'eager' (the same batched step, launched op by op) or 'rows' (the reference path: each row through the
 selector's own select(), on any device and for any selector). The model's own modules do all the
-non-attention math; see ctxsparse.engine.hook.
+non-attention math; see ctxsparse.engine.hook. On the batched paths the q/k/v and gate/up projections run
+as one GEMM each (the first call fuses the weights once: the modules' parameters become views of one
+tensor per group, with the same values), rotary embeddings and RMSNorms as one kernel each; see fused.py,
+rotary.py and rms_norm.py.
+All engine work runs in engine_mode() (no autograd, outside inference mode), so its buffers accept calls
+made from inside or outside torch.inference_mode.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch
 from ctxsparse.budget import Budget
 from ctxsparse.engine.cache import CacheShape, PagedKVCache, check_fits
 from ctxsparse.engine.fast import FastDecode, fast_path_problem, step_buffer_bytes
+from ctxsparse.engine.grad_mode import engine_mode
 from ctxsparse.engine.hook import attached, check_family
 from ctxsparse.engine.rows import RowAttention
 from ctxsparse.engine.sampling import Sampling
@@ -128,7 +134,7 @@ class Engine:
         self.mode = self._pick_mode(graphs, shape)
         extra = 0
         if self.mode != "rows":
-            extra = step_buffer_bytes(shape, self.selector, self.budget, cfg.num_attention_heads, cfg.vocab_size)
+            extra = step_buffer_bytes(shape, self.selector, self.budget, cfg.vocab_size)
         if cache is not None and cache.shape != shape:
             raise ValueError(f"cache= must have this engine's shape {shape}; got {cache.shape}.")
         if cache is None:
@@ -238,7 +244,7 @@ class Engine:
         return torch.cat(last)
 
     # -- generate -------------------------------------------------------------------------------
-    @torch.inference_mode()
+    @engine_mode()
     def generate(
         self,
         prompts: str | Sequence[str] | None = None,
@@ -273,7 +279,7 @@ class Engine:
             lengths = [len(r) + len(q) for r, q in zip(rows, qs, strict=True)]
             return self._run(lengths, logits, None, max_new_tokens, sampling, stop_token_ids, prefill_s)
 
-    @torch.inference_mode()
+    @engine_mode()
     def decode_from_cache(
         self,
         lengths: Sequence[int],

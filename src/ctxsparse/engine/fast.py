@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import math
+from collections.abc import Iterator
 
 import torch
 
@@ -18,8 +19,12 @@ from ctxsparse.budget import Budget
 from ctxsparse.engine.cache import CacheShape, PagedKVCache
 from ctxsparse.engine.compiled import compiled
 from ctxsparse.engine.dense_gpu import FlashInferDenseStep, TritonDenseStep, flashinfer_ready
+from ctxsparse.engine.fused import fuse_weights, shared_gemms
+from ctxsparse.engine.grad_mode import engine_mode
 from ctxsparse.engine.hook import attention_modules
 from ctxsparse.engine.indexers import GROUP_AGGREGATES, LabelIndexer, OracleIndexer, PageIndexer
+from ctxsparse.engine.rms_norm import fast_norms
+from ctxsparse.engine.rotary import fast_rotary
 from ctxsparse.engine.sparse_gpu import SinkWindowStep, SparseStep
 from ctxsparse.engine.step import DecodeStep
 from ctxsparse.models import model_key
@@ -62,7 +67,7 @@ def fast_path_problem(selector: Selector, device: torch.device, dtype: torch.dty
     return method_problem(selector)
 
 
-def step_buffer_bytes(shape: CacheShape, selector: Selector, budget: Budget, num_q_heads: int, vocab: int) -> int:
+def step_buffer_bytes(shape: CacheShape, selector: Selector, budget: Budget, vocab: int) -> int:
     """A bound on the batched path's buffers beyond the cache: indexer state, scores, top-k lists, logits."""
     item = torch.finfo(shape.dtype).bits // 8
     tokens = shape.max_batch * shape.num_kv_heads * shape.capacity  # (row, kv head, slot) triples
@@ -71,7 +76,7 @@ def step_buffer_bytes(shape: CacheShape, selector: Selector, budget: Budget, num
         return total
     scores = tokens * (2 + 2 + 4)  # scores and the top-k's candidate values and indices
     if isinstance(selector, OracleTopK):
-        return total + scores + tokens * (num_q_heads // shape.num_kv_heads) * item
+        return total + scores
     if isinstance(selector, DoubleSparsity):
         return total + scores + shape.num_layers * tokens * selector.channels * item
     if isinstance(selector, Quest):
@@ -88,10 +93,14 @@ class FastDecode:
         self.compile_mode = compile_mode  # None: no torch.compile; "default" or a torch.compile mode
         self.num_q_heads = model.config.num_attention_heads
         self.scale = float(attention_modules(model)[0].scaling)
-        self.steps: dict[tuple[int, int], tuple[object, DecodeStep]] = {}
+        self.steps: dict[tuple[int, int, bool], tuple[object, DecodeStep]] = {}
         self.backend = None
         self.step_fn: DecodeStep | None = None
         self.host_lengths: list[int] = []
+        self.flat_slots: torch.Tensor | None = None
+        self.fused_groups = 0  # projection groups run as one GEMM in the last session
+        self.rotary_modules = 0  # modeling modules whose rotary ran as one kernel in the last session
+        self.fast_norm_modules = 0  # RMSNorm modules run as one kernel in the last session
 
     @property
     def attention_name(self) -> str:
@@ -101,7 +110,7 @@ class FastDecode:
     def attention_timings_us(self) -> dict[str, float]:
         return {} if self.backend is None else dict(self.backend.timings_us)
 
-    def _make_backend(self, batch: int, k: int):
+    def _make_backend(self, batch: int, k: int, weighted: bool):
         args = (self.cache, batch, self.num_q_heads)
         sel = self.selector
         if isinstance(sel, Dense):
@@ -115,13 +124,23 @@ class FastDecode:
             indexer = LabelIndexer(sel, *args, model_key(self.model))
         else:
             indexer = PageIndexer(sel, *args)
-        return SparseStep(indexer, *args, k, f"{sel.name} pipeline (k={k}, top-k + triton sparse decode)")
+        return SparseStep(indexer, *args, k, f"{sel.name} pipeline (k={k}, top-k + triton sparse decode)", weighted)
 
-    def session(self) -> contextlib.AbstractContextManager:
-        """The context decode steps run in: the non-attention modules compiled when asked for."""
-        if self.compile_mode is None:
-            return contextlib.nullcontext()
-        return compiled(self.model, None if self.compile_mode == "default" else self.compile_mode)
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """The context decode steps run in: q/k/v and gate/up projections as one GEMM each, rotary embeddings and
+        RMSNorms as one kernel each; or, when compiling, the MLPs and norms through torch.compile (gate/up then
+        stay apart: the compiled MLP traces the module's own forward)."""
+        groups = fuse_weights(self.model)
+        s = self.cache.shape
+        rotary = fast_rotary(self.cache.device, s.dtype, s.head_dim)
+        with shared_gemms(groups, mlp=self.compile_mode is None) as self.fused_groups, rotary as self.rotary_modules:
+            if self.compile_mode is None:
+                with fast_norms(self.model) as self.fast_norm_modules:
+                    yield
+                return
+            with compiled(self.model, None if self.compile_mode == "default" else self.compile_mode):
+                yield
 
     def begin(self, batch: int, host_lengths: list[int], max_new_tokens: int) -> None:
         """Pick (or build and capture) the step for this batch; index the prefilled cache (inside session()).
@@ -132,19 +151,29 @@ class FastDecode:
         """
         dense = isinstance(self.selector, Dense)
         k = 0 if dense else self.budget.tokens_for(max(host_lengths) + max_new_tokens)
-        if (batch, k) not in self.steps:
-            self.steps[(batch, k)] = (self._make_backend(batch, k), DecodeStep(self.model, self.cache, batch))
-        self.backend, self.step_fn = self.steps[(batch, k)]
-        self.host_lengths = list(host_lengths)
-        self.backend.adopt(self.host_lengths)
-        self.backend.before_step(self.host_lengths)
-        if self.graphs and self.step_fn.graph is None:
-            self.step_fn.capture()
+        # a row that sees fewer than k tokens at the first step may select slots past its length: weights mark them
+        weighted = not dense and min(host_lengths) + 1 < k
+        key = (batch, k, weighted)
+        with engine_mode():
+            if key not in self.steps:
+                step = DecodeStep(self.model, self.cache, batch, prepare=self._prepare)
+                self.steps[key] = (self._make_backend(batch, k, weighted), step)
+            self.backend, self.step_fn = self.steps[key]
+            self.host_lengths = list(host_lengths)
+            self.backend.adopt(self.host_lengths)
+            self.backend.before_step(self.host_lengths)
+            if self.graphs and self.step_fn.graph is None:
+                self.step_fn.capture()
+
+    def _prepare(self, batch: int) -> None:
+        """Once per step, before the layers: where the step's token goes, and the backend's per-step tensors."""
+        self.flat_slots = self.cache.flat_slots(batch)
+        self.backend.prepare(self.cache.lengths[:batch].long())
 
     def attend(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float):
         """The engine's attention inside a step: store the new token, then attend ([B, Hq, 1, D])."""
-        self.cache.write_step(layer, key, value)
-        return self.backend.attend(layer, query[:, :, 0].contiguous(), scale).unsqueeze(2)
+        self.cache.write_step(layer, key, value, self.flat_slots)
+        return self.backend.attend(layer, query[:, :, 0].contiguous(), key[:, :, 0], scale).unsqueeze(2)
 
     def step(self, token: torch.Tensor) -> torch.Tensor:
         """Run one step for the current tokens [B]; logits [B, V]."""

@@ -1,9 +1,12 @@
 """What the sparse decode step scores, per method, with its state kept in place in fixed buffers.
 
 Each indexer scores `items` per (row, kv head) into a [B, Hkv, items] buffer: tokens (oracle q.K, Double
-Sparsity labels) or pages (Quest bounds). update() folds the token a step writes into the state and is
+Sparsity labels) or pages (Quest bounds). prepare(slots) runs once per step (where the step's token lands in
+the state); update(layer, key) folds that token into a layer's state in one or two copy kernels and is
 idempotent (running a step twice with the same lengths leaves the same state), so a CUDA graph can be
-warmed up and captured on live state. adopt() builds the state from the cache after a prefill.
+warmed up and captured on live state. adopt() builds the state from the cache after a prefill. score()
+runs one kernel that also sets items past a row's length to -inf and counts the top-k's coarse bins (so the
+step needs no masking pass and the top-k no counting pass).
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ import math
 import torch
 
 from ctxsparse.engine.cache import PagedKVCache
-from ctxsparse.gpu_index import label_cache_from_keys, label_scores, page_scores
+from ctxsparse.gpu_index import label_cache_from_keys
+from ctxsparse.gpu_index.key_score import launch_key_scores
+from ctxsparse.gpu_index.label_score import launch_label_scores
+from ctxsparse.gpu_index.page_score import launch_page_scores
 from ctxsparse.selectors import DoubleSparsity, OracleTopK, Quest
 from ctxsparse.selectors.base import SelectionContext
 
@@ -22,28 +28,28 @@ GROUP_AGGREGATES = {"logit_max": "max", "logit_mean": "sum"}
 
 
 class OracleIndexer:
-    """Exact q.K of every cached token, the group's logits combined by max or mean (reads every key)."""
+    """Exact q.K of every cached token, the group's logits combined by max or sum (which ranks like the mean), in
+    one kernel that reads each key once straight from the cache (see gpu_index.key_score)."""
 
     def __init__(self, selector: OracleTopK, cache: PagedKVCache, batch: int, num_q_heads: int) -> None:
         s = cache.shape
         self.cache, self.batch, self.items, self.page = cache, batch, s.capacity, 1
-        self.group = num_q_heads // s.num_kv_heads
-        self.mean = selector.aggregate == "logit_mean"
-        self.logits = torch.empty(s.num_kv_heads, batch, self.group, s.capacity, dtype=s.dtype, device=cache.device)
+        self.aggregate = GROUP_AGGREGATES[selector.aggregate]
 
     def adopt(self, host_lengths: list[int]) -> None:
         """Nothing to build: the oracle reads the keys themselves."""
 
-    def update(self, layer: int, slots: torch.Tensor) -> None:
+    def prepare(self, slots: torch.Tensor) -> None:
+        """Nothing per step."""
+
+    def update(self, layer: int, key: torch.Tensor) -> None:
         """Nothing to update."""
 
-    def score(self, layer: int, q: torch.Tensor, scale: float, out: torch.Tensor) -> None:
-        keys = self.cache.rows(layer)[0][: self.batch]  # [B, cap, Hkv, D]
-        q = q.view(self.batch, -1, self.group, q.shape[-1])
-        for h in range(q.shape[1]):  # one strided batched GEMM per kv head: the cache is never copied
-            torch.matmul(q[:, h], keys[:, :, h].transpose(1, 2), out=self.logits[h])
-        agg = self.logits.mean(2) if self.mean else self.logits.amax(2)
-        out.copy_(agg.transpose(0, 1))
+    def score(self, layer: int, q: torch.Tensor, scale: float, out: torch.Tensor, hist=None) -> None:
+        """q.K scores, -inf past each row's length (the step's token included), counted into hist."""
+        keys = self.cache.rows(layer)[0]  # [max_batch, capacity, Hkv, D] views of the pages
+        launch_key_scores(q, keys, out.view(-1, out.shape[-1]), hist, scale, self.aggregate,
+                          lengths=self.cache.lengths, length_add=1)  # fmt: skip
 
 
 class LabelIndexer:
@@ -69,20 +75,32 @@ class LabelIndexer:
         r = selector.channels
         self.labels = torch.zeros(s.num_layers, batch, s.num_kv_heads, s.capacity, r, dtype=s.dtype,
                                   device=cache.device)  # fmt: skip
+        # per layer, the channel index of every (row, kv head) for one gather of the new keys' labels
+        self.gather_index = self.channels.long().unsqueeze(1).expand(-1, batch, -1, -1).contiguous()
+        # flat label row of (b, h, slot 0) in a layer's [B * Hkv * capacity, r] view
+        heads = torch.arange(batch * s.num_kv_heads, device=cache.device).view(batch, s.num_kv_heads)
+        self.label_base = heads * s.capacity
+        self.dest = self.label_base.clone()
 
     def adopt(self, host_lengths: list[int]) -> None:
         for layer in range(self.cache.shape.num_layers):
             keys = self.cache.rows(layer)[0][: self.batch].transpose(1, 2)  # [B, Hkv, cap, D]
             self.labels[layer].copy_(label_cache_from_keys(keys, self.channels[layer]))
 
-    def update(self, layer: int, slots: torch.Tensor) -> None:
-        rows = torch.arange(self.batch, device=slots.device)
-        new = self.cache.rows(layer)[0][rows, slots]  # [B, Hkv, D]
-        chan = self.channels[layer].long().unsqueeze(0).expand(self.batch, -1, -1)
-        self.labels[layer, rows, :, slots] = new.gather(-1, chan)
+    def prepare(self, slots: torch.Tensor) -> None:
+        """The flat label rows [B * Hkv] the step's token goes to."""
+        self.dest = (self.label_base + slots.view(-1, 1)).view(-1)
 
-    def score(self, layer: int, q: torch.Tensor, scale: float, out: torch.Tensor) -> None:
-        label_scores(q, self.labels[layer], self.channels[layer], scale=scale, aggregate=self.aggregate, out=out)
+    def update(self, layer: int, key: torch.Tensor) -> None:
+        """Append the labels of the new keys [B, Hkv, D]: one gather, one copy."""
+        labels = key.gather(-1, self.gather_index[layer])  # [B, Hkv, r]
+        self.labels[layer].view(-1, labels.shape[-1]).index_copy_(0, self.dest, labels.view(-1, labels.shape[-1]))
+
+    def score(self, layer: int, q: torch.Tensor, scale: float, out: torch.Tensor, hist=None) -> None:
+        """Label scores, -inf past each row's length (the step's token included), counted into hist."""
+        rows = out.view(-1, out.shape[-1])
+        launch_label_scores(q, self.labels[layer], self.channels[layer], rows, hist, scale, self.aggregate,
+                            lengths=self.cache.lengths, length_add=1)  # fmt: skip
 
 
 class PageIndexer:
@@ -97,6 +115,11 @@ class PageIndexer:
         self.lo = torch.zeros(bounds, dtype=s.dtype, device=cache.device)
         self.hi = torch.zeros(bounds, dtype=s.dtype, device=cache.device)
         self.offsets = torch.arange(self.page, device=cache.device)
+        self.row_start = torch.arange(batch, device=cache.device).view(-1, 1) * s.capacity  # flat token of slot 0
+        heads = torch.arange(batch * s.num_kv_heads, device=cache.device).view(batch, s.num_kv_heads)
+        self.bound_base = heads * self.items  # flat bound row of (b, h, page 0) in a layer's [B * Hkv * items, D]
+        self.pos = self.row_start + self.offsets
+        self.dest = self.bound_base.view(-1).clone()
 
     def adopt(self, host_lengths: list[int]) -> None:
         p = self.page
@@ -114,15 +137,23 @@ class PageIndexer:
         idx = torch.arange(pages * self.page, device=keys.device).clamp_max(n - 1)
         return keys[idx].unflatten(0, (pages, self.page))
 
-    def update(self, layer: int, slots: torch.Tensor) -> None:
-        keys = self.cache.rows(layer)[0][: self.batch]
-        rows = torch.arange(self.batch, device=slots.device)
-        page = slots // self.page
-        # the written page's keys up to the new one (later slots repeat it, which leaves min and max unchanged)
-        pos = torch.minimum(page.view(-1, 1) * self.page + self.offsets, slots.view(-1, 1))
-        chunk = keys[rows.view(-1, 1), pos]  # [B, page, Hkv, D]
-        self.lo[layer, rows, :, page] = chunk.amin(1)
-        self.hi[layer, rows, :, page] = chunk.amax(1)
+    def prepare(self, slots: torch.Tensor) -> None:
+        """Per step: the flat cache slots of the written page's keys up to the new one (later slots repeat it,
+        which leaves min and max unchanged), and the flat bound rows [B * Hkv] of that page."""
+        page = slots.view(-1, 1) // self.page
+        self.pos = (self.row_start + torch.minimum(page * self.page + self.offsets, slots.view(-1, 1))).view(-1)
+        self.dest = (self.bound_base + page).view(-1)
 
-    def score(self, layer: int, q: torch.Tensor, scale: float, out: torch.Tensor) -> None:
-        page_scores(q, self.lo[layer], self.hi[layer], scale=scale, aggregate=self.aggregate, out=out)
+    def update(self, layer: int, key: torch.Tensor) -> None:
+        """Recompute the written page's bounds from the cache (which already holds the new key)."""
+        s = self.cache.shape
+        keys = self.cache.k[layer].view(-1, s.num_kv_heads, s.head_dim)  # flat [max_batch * capacity, Hkv, D]
+        chunk = keys.index_select(0, self.pos).view(self.batch, self.page, s.num_kv_heads, s.head_dim)
+        self.lo[layer].view(-1, s.head_dim).index_copy_(0, self.dest, chunk.amin(1).view(-1, s.head_dim))
+        self.hi[layer].view(-1, s.head_dim).index_copy_(0, self.dest, chunk.amax(1).view(-1, s.head_dim))
+
+    def score(self, layer: int, q: torch.Tensor, scale: float, out: torch.Tensor, hist=None) -> None:
+        """Page bounds, -inf for pages past each row's length (the step's token included), counted into hist."""
+        rows = out.view(-1, out.shape[-1])
+        launch_page_scores(q, self.lo[layer], self.hi[layer], rows, hist, scale, self.aggregate,
+                           lengths=self.cache.lengths, length_add=1, page_size=self.page)  # fmt: skip

@@ -64,11 +64,11 @@ def _dot(l0, l1, l2, l3, q0, q1, q2, q3, R: tl.constexpr):
 
 @triton.jit
 def _label_score_kernel(
-    q_ptr, lab_ptr, chan_ptr, score_ptr, hist_ptr,
+    q_ptr, lab_ptr, chan_ptr, score_ptr, hist_ptr, len_ptr,
     stride_qb, stride_qh, stride_lb, stride_lh, stride_ln, stride_ch, stride_s,
-    num_kv_heads, length, chunk, scale,
+    num_kv_heads, length, chunk, scale, len_add,
     GROUP: tl.constexpr, R: tl.constexpr, BLOCK_N: tl.constexpr, AGG_MAX: tl.constexpr, COUNT: tl.constexpr,
-    STAGES: tl.constexpr,
+    HAS_LEN: tl.constexpr, STAGES: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0)  # b * Hkv + kv head
     lo = tl.program_id(1) * chunk
@@ -90,6 +90,9 @@ def _label_score_kernel(
         q2 = _query_chunk(q_base, stride_qh, chan_row, scale, 2, R, 0, GROUP)
     if R > 24:
         q3 = _query_chunk(q_base, stride_qh, chan_row, scale, 3, R, 0, GROUP)
+    visible = length
+    if HAS_LEN:  # tokens past the row's length (len_ptr[b] + len_add) score -inf: never chosen before a valid one
+        visible = tl.load(len_ptr + b) + len_add
     hist = tl.zeros([256], tl.int32)
     for start in tl.range(lo, hi, BLOCK_N, num_stages=STAGES):
         offs_n = start + tl.arange(0, BLOCK_N)
@@ -121,6 +124,8 @@ def _label_score_kernel(
                 s = tl.maximum(s, _dot(l0, l1, l2, l3, g0, g1, g2, g3, R))
         else:
             s = _dot(l0, l1, l2, l3, q0, q1, q2, q3, R)
+        if HAS_LEN:
+            s = tl.where(offs_n < visible, s, float("-inf"))
         s = s.to(score_ptr.dtype.element_ty)
         tl.store(score_row + offs_n, s, mask=n_mask)
         if COUNT:
@@ -152,18 +157,20 @@ def check_labels(q: torch.Tensor, labels: torch.Tensor, channels: torch.Tensor) 
     return bsz, hkv, n
 
 
-def launch_label_scores(q, labels, channels, out, hist, scale: float, aggregate: str) -> None:
-    """Launch on checked inputs: out [B * Hkv, N] (float16/32) receives the scores; hist (or None) the counts."""
+def launch_label_scores(q, labels, channels, out, hist, scale: float, aggregate: str, lengths=None,
+                        length_add: int = 0) -> None:  # fmt: skip
+    """Launch on checked inputs: out [B * Hkv, N] (float16/32) receives the scores; hist (or None) the counts.
+    lengths (int32 [>= B], or None): row b's tokens from lengths[b] + length_add on score -inf."""
     bsz, hq, _ = q.shape
     hkv, n, r = labels.shape[1], labels.shape[2], labels.shape[3]
     rows = bsz * hkv
     parts, chunk = split_rows(rows, n, LABEL_BLOCK, num_sms(q.device), PER_SM)
     _label_score_kernel[(rows, parts)](
-        q, labels, channels, out, out if hist is None else hist,
+        q, labels, channels, out, out if hist is None else hist, out if lengths is None else lengths,
         q.stride(0), q.stride(1), labels.stride(0), labels.stride(1), labels.stride(2), channels.stride(0),
-        out.stride(0), hkv, n, chunk, scale,
+        out.stride(0), hkv, n, chunk, scale, length_add,
         GROUP=hq // hkv, R=r, BLOCK_N=LABEL_BLOCK, AGG_MAX=aggregate == "max", COUNT=hist is not None,
-        STAGES=STAGES, num_warps=4,
+        HAS_LEN=lengths is not None, STAGES=STAGES, num_warps=4,
     )  # fmt: skip
 
 

@@ -31,11 +31,12 @@ PER_SM = 16
 
 @triton.jit
 def _page_score_kernel(
-    q_ptr, min_ptr, max_ptr, score_ptr, hist_ptr,
+    q_ptr, min_ptr, max_ptr, score_ptr, hist_ptr, len_ptr,
     stride_qb, stride_qh, stride_mb, stride_mh, stride_mp, stride_xb, stride_xh, stride_xp, stride_s,
-    num_kv_heads, num_pages, chunk, scale,
+    num_kv_heads, num_pages, chunk, scale, len_add,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_P: tl.constexpr,
-    AGG_MAX: tl.constexpr, COUNT: tl.constexpr, STAGES: tl.constexpr,
+    AGG_MAX: tl.constexpr, COUNT: tl.constexpr, HAS_LEN: tl.constexpr, PAGE_SIZE: tl.constexpr,
+    STAGES: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0)  # b * Hkv + kv head
     lo = tl.program_id(1) * chunk
@@ -55,6 +56,9 @@ def _page_score_kernel(
     min_base = min_ptr + b * stride_mb + h * stride_mh
     max_base = max_ptr + b * stride_xb + h * stride_xh
     score_row = score_ptr + row.to(tl.int64) * stride_s
+    visible = num_pages
+    if HAS_LEN:  # pages wholly past the row's length (len_ptr[b] + len_add tokens) score -inf
+        visible = (tl.load(len_ptr + b) + len_add + PAGE_SIZE - 1) // PAGE_SIZE
     hist = tl.zeros([256], tl.int32)
     for start in tl.range(lo, hi, BLOCK_P, num_stages=STAGES):
         offs_p = start + tl.arange(0, BLOCK_P)
@@ -72,6 +76,8 @@ def _page_score_kernel(
                 s = tl.maximum(s, tl.sum(bound, axis=1))
         else:
             s = tl.sum(q_pos[None, :] * hi_t + q_neg[None, :] * lo_t, axis=1)
+        if HAS_LEN:
+            s = tl.where(offs_p < visible, s, float("-inf"))
         s = s.to(score_ptr.dtype.element_ty)
         tl.store(score_row + offs_p, s, mask=p_mask)
         if COUNT:
@@ -97,18 +103,22 @@ def check_bounds(q: torch.Tensor, page_min: torch.Tensor, page_max: torch.Tensor
     return bsz, hkv, pages
 
 
-def launch_page_scores(q, page_min, page_max, out, hist, scale: float, aggregate: str) -> None:
-    """Launch on checked inputs: out [B * Hkv, P] (float16/32) receives the bounds; hist (or None) the counts."""
+def launch_page_scores(q, page_min, page_max, out, hist, scale: float, aggregate: str, lengths=None,
+                       length_add: int = 0, page_size: int = 1) -> None:  # fmt: skip
+    """Launch on checked inputs: out [B * Hkv, P] (float16/32) receives the bounds; hist (or None) the counts.
+    lengths (int32 [>= B], or None): row b's pages past its lengths[b] + length_add tokens (pages of page_size)
+    score -inf."""
     bsz, hq, d = q.shape
     hkv, pages = page_min.shape[1], page_min.shape[2]
     rows = bsz * hkv
     parts, chunk = split_rows(rows, pages, PAGE_BLOCK, num_sms(q.device), PER_SM)
     _page_score_kernel[(rows, parts)](
-        q, page_min, page_max, out, out if hist is None else hist,
+        q, page_min, page_max, out, out if hist is None else hist, out if lengths is None else lengths,
         q.stride(0), q.stride(1), *page_min.stride()[:3], *page_max.stride()[:3], out.stride(0),
-        hkv, pages, chunk, scale,
+        hkv, pages, chunk, scale, length_add,
         GROUP=hq // hkv, HEAD_DIM=d, BLOCK_D=triton.next_power_of_2(d), BLOCK_P=PAGE_BLOCK,
-        AGG_MAX=aggregate == "max", COUNT=hist is not None, STAGES=STAGES, num_warps=4,
+        AGG_MAX=aggregate == "max", COUNT=hist is not None, HAS_LEN=lengths is not None,
+        PAGE_SIZE=page_size, STAGES=STAGES, num_warps=4,
     )  # fmt: skip
 
 
