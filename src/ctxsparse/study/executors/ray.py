@@ -33,7 +33,9 @@ def import_ray() -> Any:
     try:
         import ray
     except ImportError as err:
-        raise RayUnavailableError(f"--executor ray needs Ray, which is not installed; install it with: {RAY_INSTALL}") from err
+        raise RayUnavailableError(
+            f"--executor ray needs Ray, which is not installed; install it with: {RAY_INSTALL}"
+        ) from err
     return ray
 
 
