@@ -7,9 +7,7 @@ sink+window at 10x and 50x, 3 samples each: a few minutes on two CPU cores.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 from ctxsparse.cli.study import add_study_options, run_study
@@ -19,6 +17,7 @@ DEMO_METHODS = "dense;oracle_topk;sink_window:sink=4,window=64"
 DEMO_SPARSITY = "10,50"
 DEMO_LENGTHS = "2048"
 DEMO_SAMPLES = 3
+DEMO_DIR = "ctxsparse-demo"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,8 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--out",
-        help="folder for results.db and report/ (default: a new ctxsparse-demo-<time> folder in the system's "
-        "temporary directory; give an existing demo folder to resume it)",
+        default=DEMO_DIR,
+        help=f"folder for results.db and report/ (default: ./{DEMO_DIR}; an existing demo folder is resumed)",
     )
     p.set_defaults(run=run)
 
@@ -49,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from ctxsparse.cli.study import options_argv
 
     args.methods = args.methods or [DEMO_METHODS]
-    out = Path(args.out) if args.out else Path(tempfile.gettempdir()) / f"ctxsparse-demo-{datetime.now():%Y%m%d-%H%M%S}"
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     code = run_study(args, out / "results.db", out / "report", options_argv("demo", args))

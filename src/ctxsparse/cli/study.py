@@ -57,6 +57,38 @@ def add_study_options(p: argparse.ArgumentParser) -> None:
         help="cap on generated tokens per answer (default: each task's own; a cap is part of the configuration)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="samples of a (task, length) decoded together per configuration (default: 1 on CPU, 64 on CUDA)",
+    )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="make a missing Double Sparsity calibration before the study (cached; without it the study stops)",
+    )
+    p.add_argument(
+        "--full-answers",
+        action="store_true",
+        help="decode every answer to its token cap (default: stop once the task's scorer can no longer change "
+        "its verdict)",
+    )
+    ray = p.add_argument_group("executor")
+    ray.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process (default); ray: one Ray actor per GPU or CPU slot (pip install 'ctxsparse[ray]')",
+    )
+    ray.add_argument(
+        "--ray-address",
+        help="join a running Ray cluster ('auto' or host:port); default: start Ray on this machine",
+    )
+    ray.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        help="GPUs per Ray actor (default: 1 with a CUDA --device, else 0 = one actor per CPU)",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -101,42 +133,77 @@ def default_report_dir(db: Path) -> Path:
     return db.with_name(db.stem + "-report")
 
 
+def batch_size_for(args: argparse.Namespace) -> int:
+    """--batch-size, or 1 on CPU and 64 on CUDA devices."""
+    size = args.batch_size if args.batch_size is not None else (64 if args.device.startswith("cuda") else 1)
+    if size < 1:
+        raise ValueError(f"--batch-size must be >= 1; got {size}.")
+    return size
+
+
+def make_executor(args: argparse.Namespace, runner):
+    """None for --executor local; a connected RayExecutor for ray (errors here come before any model loads)."""
+    if args.executor == "local":
+        if args.ray_address or args.gpus_per_worker is not None:
+            raise ValueError("--ray-address and --gpus-per-worker need --executor ray.")
+        return None
+    from ctxsparse.study.executors.ray import RayExecutor
+
+    gpus = args.gpus_per_worker if args.gpus_per_worker is not None else (1 if args.device.startswith("cuda") else 0)
+    if args.device.startswith("cuda:"):
+        raise ValueError("With --executor ray give --device cuda: each actor gets its own GPU(s).")
+    executor = RayExecutor(
+        runner.plan,
+        runner.backend,
+        runner.get_task,
+        address=args.ray_address,
+        gpus_per_worker=gpus,
+        batch_size=runner.batch_size,
+        stop_at_verdict=runner.stop_at_verdict,
+        progress=runner.progress,
+    )
+    workers = executor.connect()
+    print(f"ray: {workers} workers ({gpus:g} GPU each)", file=sys.stderr)
+    return executor
+
+
 def run_study(args: argparse.Namespace, db: Path, report_dir: Path | None, argv: list[str]) -> int:
-    """Validate everything cheap first (names, database), then load models, run, print the summary."""
+    """Validate everything cheap first (names, database, executor), then load models, run, print the summary."""
     from ctxsparse.models import parse_dtype
     from ctxsparse.study.backend import TransformersBackend
+    from ctxsparse.study.calibration_check import needs_default_calibration
     from ctxsparse.study.report import write_report
     from ctxsparse.study.report_tables import aggregate, summary_text
     from ctxsparse.study.runner import StudyRunner
-    from ctxsparse.study.store import StudyStore, verify
+    from ctxsparse.study.store import verify
 
     plan = plan_from(args)
     parse_dtype(args.dtype)
-    runner = StudyRunner(plan, TransformersBackend(args.device, args.dtype), progress=not args.no_progress)
+    runner = StudyRunner(
+        plan,
+        TransformersBackend(args.device, args.dtype),
+        progress=not args.no_progress,
+        batch_size=batch_size_for(args),
+        stop_at_verdict=not args.full_answers,
+        calibrate=args.calibrate,
+    )
     runner.check_names()
     if db.exists() and db.stat().st_size > 0:
         verify(db)
-    print(f"loading {', '.join(plan.models)} ...", file=sys.stderr)
-    runner.open_models()
-    hashes = {c.hash for m in plan.models for c in plan.configs(m)}
-    with StudyStore.open(db) as store:
-        print(f"study: {plan.size()} rows in the grid, database {db} ({store.count()} rows stored)", file=sys.stderr)
-        try:
-            outcome = runner.run(store, argv=argv)
-        except KeyboardInterrupt:
-            print(
-                f"\ninterrupted: {store.count()} rows are saved in {db}; run the same command to resume.",
-                file=sys.stderr,
-            )
-            return 130
-        rows = [
-            r
-            for r in store.rows()
-            if r["config_hash"] in hashes and r["task"] in plan.tasks and r["length"] in plan.lengths
-        ]
+    executor = make_executor(args, runner)
+    try:
+        if executor is None or needs_default_calibration(plan):
+            print(f"loading {', '.join(plan.models)} ...", file=sys.stderr)
+            runner.open_models()
+        outcome, rows = _run(runner, executor, db, argv)
+    finally:
+        if executor is not None:
+            executor.close()
+    if outcome is None:
+        return 130
     print(
         f"study: {outcome.written} rows written, {outcome.skipped} already done, {outcome.prefills} prefills, "
-        f"{outcome.wall_s:.1f}s",
+        f"{outcome.wall_s:.1f}s ({outcome.rows_per_s:.2f} rows/s, executor {outcome.executor})",
         file=sys.stderr,
     )
     print(summary_text(aggregate(rows)))
@@ -145,6 +212,30 @@ def run_study(args: argparse.Namespace, db: Path, report_dir: Path | None, argv:
         print(f"\nreport: {report.html} (also report.md, results.csv, results.json, plots in {report.out_dir})")
     print(f"database: {db}")
     return 0
+
+
+def _run(runner, executor, db: Path, argv: list[str]):
+    """Run into the database; (outcome, this plan's rows), or (None, []) when interrupted."""
+    from ctxsparse.study.runner import task_label
+    from ctxsparse.study.store import StudyStore
+
+    plan = runner.plan
+    hashes = {c.hash for m in plan.models for c in plan.configs(m)}
+    tasks = {task_label(t) for t in plan.tasks}
+    with StudyStore.open(db) as store:
+        print(f"study: {plan.size()} rows in the grid, database {db} ({store.count()} rows stored)", file=sys.stderr)
+        try:
+            outcome = runner.run(store, argv=argv, executor=executor)
+        except KeyboardInterrupt:
+            print(
+                f"\ninterrupted: {store.count()} rows are saved in {db}; run the same command to resume.",
+                file=sys.stderr,
+            )
+            return None, []
+        rows = [
+            r for r in store.rows() if r["config_hash"] in hashes and r["task"] in tasks and r["length"] in plan.lengths
+        ]
+    return outcome, rows
 
 
 def options_argv(verb: str, args: argparse.Namespace) -> list[str]:

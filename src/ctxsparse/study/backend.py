@@ -7,8 +7,8 @@ prefill, report the model's context limit), so tests can drive it with a fake ba
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ctxsparse.study.plan import Config

@@ -13,13 +13,21 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ctxsparse.study.backend import Backend, ModelSession
+from ctxsparse.study.calibration_check import ensure_calibrated
 from ctxsparse.study.executors.local import LocalExecutor
-from ctxsparse.study.executors.units import UnitWorker, WorkUnit, make_units, sample_hash, task_label
+from ctxsparse.study.executors.units import (
+    UnitWorker,
+    WorkUnit,
+    check_lengths,
+    make_units,
+    sample_hash,
+    task_label,
+)
 from ctxsparse.study.plan import StudyPlan
 from ctxsparse.study.store import ResultRow, StudyStore
 from ctxsparse.versions import versions
 
-__all__ = ["Executor", "StudyOutcome", "StudyRunner", "default_get_task", "sample_hash", "task_label"]
+__all__ = ["Executor", "StudyOutcome", "StudyRunner", "check_lengths", "default_get_task", "sample_hash", "task_label"]
 
 
 @dataclass
@@ -71,6 +79,7 @@ class StudyRunner:
         batch_size: int = 1,
         samples_per_unit: int | None = None,
         stop_at_verdict: bool = True,
+        calibrate: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
@@ -81,6 +90,7 @@ class StudyRunner:
         self.batch_size = batch_size
         self.samples_per_unit = samples_per_unit or batch_size
         self.stop_at_verdict = stop_at_verdict
+        self.calibrate = calibrate
         self.tasks: dict[str, Any] = {}
         self._sessions: dict[str, ModelSession] = {}
 
@@ -97,20 +107,16 @@ class StudyRunner:
             make_selector(method.spec)
 
     def open_models(self) -> None:
-        """Load each model and refuse context lengths beyond its max_position_embeddings.
+        """Load each model; refuse context lengths beyond its max_position_embeddings and a missing Double
+        Sparsity calibration (made now when calibrate=True).
 
         Only the last model stays loaded; run() starts with it, so a one-model study loads it once.
         """
         for model in self.plan.models:
             self._sessions.clear()
             session = self.backend.open(model)
-            limit = session.max_positions
-            too_long = [n for n in self.plan.lengths if limit is not None and n > limit]
-            if too_long:
-                raise ValueError(
-                    f"Context length(s) {too_long} exceed {model}'s limit of {limit} tokens "
-                    f"(max_position_embeddings); choose --lengths at most {limit}."
-                )
+            check_lengths(self.plan, model, session.max_positions)
+            ensure_calibrated(self.plan, model, session, self.calibrate)
             self._sessions[model] = session
 
     def model_order(self) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ctxsparse.study.executors.units import UnitWorker, WorkUnit
+from ctxsparse.study.executors.units import UnitWorker, WorkUnit, check_lengths
 from ctxsparse.study.plan import StudyPlan
 from ctxsparse.study.store import ResultRow
 
@@ -68,10 +68,9 @@ class StudyActor:
             torch.set_num_threads(threads)
         self.worker = UnitWorker(plan, backend, get_task, **options)
 
-    def load(self, model: str) -> int:
-        """Open the model now (so loading is not counted in the first unit); returns the process id."""
-        self.worker.session(model)
-        return os.getpid()
+    def load(self, model: str) -> int | None:
+        """Open the model now (so loading is not counted in the first unit); returns its context limit."""
+        return self.worker.session(model).max_positions
 
     def run(self, unit: WorkUnit) -> tuple[list[ResultRow], int]:
         before = self.worker.prefills
@@ -189,8 +188,10 @@ class RayExecutor:
         if not units:
             return
         actors = [self._new_actor() for _ in range(min(self.actor_count, len(units)))]
-        # Load the first model on every actor at once; a failure to load shows here, before any unit.
-        ray.get([a.load.remote(units[0].model) for a in actors])
+        # Load the first model on every actor at once; a failure to load or a too-long context shows here,
+        # before any unit runs.
+        for limit in ray.get([a.load.remote(units[0].model) for a in actors]):
+            check_lengths(self.plan, units[0].model, limit)
         queue: deque[WorkUnit] = deque(units)
         attempts: dict[WorkUnit, int] = {}
         idle = list(actors)

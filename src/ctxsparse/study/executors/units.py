@@ -78,6 +78,16 @@ def make_units(plan: StudyPlan, models: list[str], done: set[tuple], samples_per
     return units
 
 
+def check_lengths(plan: StudyPlan, model: str, limit: int | None) -> None:
+    """Refuse context lengths beyond a model's limit (max_position_embeddings)."""
+    too_long = [n for n in plan.lengths if limit is not None and n > limit]
+    if too_long:
+        raise ValueError(
+            f"Context length(s) {too_long} exceed {model}'s limit of {limit} tokens "
+            f"(max_position_embeddings); choose --lengths at most {limit}."
+        )
+
+
 def verdict_check(family: Any, sample: Any) -> Callable[[str], bool] | None:
     """A test telling when more answer text can no longer change the sample's score (None: never)."""
     if getattr(sample, "metric", None) not in MONOTONE_METRICS:
