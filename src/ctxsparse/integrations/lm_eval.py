@@ -54,7 +54,8 @@ def check_model_args(method: str, sparsity: float | str, phase: str) -> tuple[An
         value = float("nan")
     if not value >= 1 or value == float("inf"):
         raise ValueError(
-            f"ctxsparse model_args: sparsity must be a number >= 1 (1 = dense, 20 = read 1 token in 20); got {sparsity!r}."
+            f"ctxsparse model_args: sparsity must be a number >= 1 (1 = dense, 20 = read 1 token in 20); "
+            f"got {sparsity!r}."
         )
     if phase not in PHASES:
         raise ValueError(f"ctxsparse model_args: phase must be one of {', '.join(PHASES)}; got {phase!r}.")
