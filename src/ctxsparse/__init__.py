@@ -39,7 +39,28 @@ _EXPORTS: dict[str, str] = {
     "Engine": "ctxsparse.engine",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "Budget",
+    "Compose",
+    "Dense",
+    "DoubleSparsity",
+    "Engine",
+    "LSHSampling",
+    "OracleTopK",
+    "OracleTopP",
+    "Quest",
+    "RandomTokens",
+    "Selection",
+    "SinkWindow",
+    "VAttention",
+    "__version__",
+    "decode",
+    "generate",
+    "load_model",
+    "make_selector",
+    "prefill",
+    "sparse_decoding",
+]
 
 if TYPE_CHECKING:
     from ctxsparse.budget import Budget
