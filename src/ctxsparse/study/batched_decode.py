@@ -167,9 +167,9 @@ def decode_batch(
                     continue
                 token = int(next_ids[j])
                 generated[j].append(token)
-                text = _text(tokenizer, generated[j], stop_ids)
                 check = stops[j]
-                if token in stop_ids or len(generated[j]) >= max_new_tokens[j] or (check is not None and check(text)):
+                done = token in stop_ids or len(generated[j]) >= max_new_tokens[j]
+                if done or (check is not None and check(_text(tokenizer, generated[j], stop_ids))):
                     active[j] = False
                     finished.append(j)
             if finished:
@@ -199,35 +199,43 @@ def _text(tokenizer: Any, tokens: list[int], stop_ids: set[int]) -> str:
 
 
 def _fidelity(sparse, sparse_logits, pres, qs, generated, rows, layout, phase, trace) -> dict[int, tuple[dict, int]]:
-    """Per finished row: layer metrics over its own records, KL and top-1 agreement vs a dense pass."""
+    """Per finished row: layer metrics over its own records, KL and top-1 agreement vs a dense pass.
+
+    Rows finishing at one step have generated the same number of tokens, so their records are sliced at once.
+    """
     if not trace:
         return {}
     question_sparse = phase != "decode"
-    per_row: dict[int, dict[str, list[torch.Tensor]]] = {j: {m: [] for m in LAYER_METRICS} for j in rows}
+    device = sparse_logits[0].device if sparse_logits else pres[0].input_ids.device
+    index = torch.tensor(rows, device=device)
+    steps = len(generated[rows[0]]) - 1
+    # Question positions of each finishing row inside the padded question block: [R, 1, Qw].
+    valid = torch.stack([torch.arange(layout.qw, device=device) >= layout.qw - len(qs[j]) for j in rows]).unsqueeze(1)
+    means: dict[str, list[float | None]] = {}
     for name in LAYER_METRICS:
+        total = torch.zeros(len(rows), device=device, dtype=torch.float64)
+        count = torch.zeros(len(rows), device=device, dtype=torch.float64)
         for records in sparse.trace.layers[name].values():
-            for call, value in enumerate(records):
-                for j in rows:
-                    part = _row_part(value[j], call, j, qs, generated, layout, question_sparse)
-                    if part is not None:
-                        per_row[j][name].append(part.reshape(-1).float())
+            first = 0
+            if question_sparse and records:
+                part = records[0].index_select(0, index.to(records[0].device)).float()
+                mask = valid.to(part.device).expand_as(part)
+                total += (part * mask).sum((1, 2)).to(total)
+                count += mask.sum((1, 2)).to(count)
+                first = 1
+            if steps > 0:
+                block = torch.stack(records[first : first + steps]).index_select(1, index.to(records[0].device))
+                total += block.float().sum((0, 2, 3)).to(total)
+                count += block[:, 0].numel()
+        means[name] = [float(t / c) if c > 0 else None for t, c in zip(total.tolist(), count.tolist(), strict=True)]
     kl, agree = _teacher_forced(sparse, sparse_logits, pres, qs, generated, rows, layout, question_sparse)
     out = {}
-    for j in rows:
-        fid: dict[str, float | None] = {m: _mean(per_row[j][m]) for m in LAYER_METRICS}
+    for r, j in enumerate(rows):
+        fid: dict[str, float | None] = {m: means[m][r] for m in LAYER_METRICS}
         fid["kl"] = float(kl[j].mean()) if j in kl and kl[j].numel() else None
         fid["top1_agreement"] = float(agree[j].float().mean()) if j in agree and agree[j].numel() else None
         out[j] = (fid, int(agree[j].numel()) if j in agree else 0)
     return out
-
-
-def _row_part(value, call, j, qs, generated, layout, question_sparse):
-    """The part of one record ([H, Tq]) that belongs to row j's own tokens, or None."""
-    if question_sparse:
-        if call == 0:
-            return value[:, layout.qw - len(qs[j]) :]
-        call -= 1
-    return value if call < len(generated[j]) - 1 else None
 
 
 def _teacher_forced(sparse, sparse_logits, pres, qs, generated, rows, layout, question_sparse):
@@ -265,7 +273,3 @@ def _teacher_forced(sparse, sparse_logits, pres, qs, generated, rows, layout, qu
         kl[j] = kl_divergence(d, sparse_rows[j]).cpu()
         agree[j] = top1_agreement(d, sparse_rows[j]).cpu()
     return kl, agree
-
-
-def _mean(values: list[torch.Tensor]) -> float | None:
-    return float(torch.cat(values).mean()) if values else None
