@@ -137,12 +137,21 @@ class UnitWorker:
         return self.tasks[task]
 
     def samples(self, model: str, task: str, length: int) -> list[Any]:
+        """The samples this invocation runs, made once per (model, task, length).
+
+        Families that build each sample on its own (make_sample) make only those; others generate the
+        whole --samples set and keep its prefix, so a sample is the same whatever --limit says.
+        """
         key = (model, task, length)
         if key not in self._samples:
             self._samples.clear()
-            session = self.session(model)
-            generated = self.family(task).generate(session.tokenizer, length, self.plan.samples, seed=self.plan.seed)
-            self._samples[key] = list(generated)[: self.plan.samples_to_run]
+            tokenizer = self.session(model).tokenizer
+            family, seed, count = self.family(task), self.plan.seed, self.plan.samples_to_run
+            if hasattr(family, "make_sample"):
+                made = [family.make_sample(tokenizer, length, i, seed) for i in range(count)]
+            else:
+                made = list(family.generate(tokenizer, length, self.plan.samples, seed=seed))[:count]
+            self._samples[key] = made
         return self._samples[key]
 
     def run(self, unit: WorkUnit) -> Iterator[ResultRow]:
