@@ -119,6 +119,10 @@ class StudyRunner:
             ensure_calibrated(self.plan, model, session, self.calibrate)
             self._sessions[model] = session
 
+    def release_models(self) -> None:
+        """Drop the loaded model (e.g. once validated here, when Ray actors do the work)."""
+        self._sessions.clear()
+
     def model_order(self) -> list[str]:
         """Models in plan order, the one already loaded first."""
         loaded = [m for m in self.plan.models if m in self._sessions]
