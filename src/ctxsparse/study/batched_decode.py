@@ -37,6 +37,11 @@ def cache_kwarg(model: torch.nn.Module) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+def last_logits_only(model: torch.nn.Module) -> dict[str, int]:
+    """forward() kwargs that skip the vocabulary projection of all but the last position, where supported."""
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+
+
 @torch.inference_mode()
 def prefill_context(model: torch.nn.Module, tokenizer: Any, context: str, chat: bool = True) -> Prefilled:
     """Dense prefill of one context into its own cache (the chat template's opening first when chat=True)."""
@@ -47,7 +52,7 @@ def prefill_context(model: torch.nn.Module, tokenizer: Any, context: str, chat: 
     input_ids = torch.tensor([ids], device=model.device)
     cache = DynamicCache(config=model.config)
     start = time.perf_counter()
-    model(input_ids=input_ids, use_cache=True, **{cache_kwarg(model): cache})
+    model(input_ids=input_ids, use_cache=True, **{cache_kwarg(model): cache}, **last_logits_only(model))
     return Prefilled(model, tokenizer, input_ids, cache, chat, time.perf_counter() - start)
 
 
@@ -154,8 +159,11 @@ def decode_batch(
     with session as sparse:
         ids, pos = layout.question_inputs(qs, pad_id)
         dense_question = phase == "decode" and not plain
+        keep = last_logits_only(model) if not trace or dense_question else {}
         with sparse.dense() if dense_question else contextlib.nullcontext():
-            logits = model(input_ids=ids, attention_mask=layout.mask, position_ids=pos, use_cache=True, **{kw: cache})
+            logits = model(
+                input_ids=ids, attention_mask=layout.mask, position_ids=pos, use_cache=True, **{kw: cache}, **keep
+            )
         if trace and not dense_question:
             sparse_logits.append(logits.logits.float())
         next_ids = logits.logits[:, -1].argmax(-1)
