@@ -26,11 +26,14 @@ class LocalExecutor:
     def execute(self, units: list[WorkUnit], write: Callable[[ResultRow], None]) -> None:
         """Run every unit; write(row) is called once per finished row, in the order rows finish."""
         bar = tqdm(total=len(units), unit="unit", disable=not self.progress, dynamic_ncols=True, desc="study")
+        rows, total = 0, sum(u.rows for u in units)
         try:
             for unit in units:
-                bar.set_postfix_str(unit.label(), refresh=False)
+                bar.set_postfix_str(f"{unit.label()} | rows {rows}/{total}", refresh=False)
                 for row in self.worker.run(unit):
                     write(row)
+                    rows += 1
+                    bar.set_postfix_str(f"{unit.label()} | rows {rows}/{total}")
                 bar.update(1)
         finally:
             bar.close()
