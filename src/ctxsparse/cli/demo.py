@@ -1,12 +1,15 @@
 """`ctxsparse demo`: a quick sparsity study on the embedded model, ending with the summary table and report.
 
 Three tasks at 2048 tokens (single needle, variable tracking, multi-hop), dense vs oracle top-k and
-sink+window at 10x and 50x, 3 samples each: a few minutes on two CPU cores.
+sink+window at 10x and 50x, up to 3 samples each, sized to a time budget (default 150 s): the first sample
+of every cell runs first, its time says how many samples per cell fit, and the rest follow. Each answer
+stops once its task's scorer can no longer change the verdict; the samples of a cell decode together.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -18,6 +21,7 @@ DEMO_SPARSITY = "10,50"
 DEMO_LENGTHS = "2048"
 DEMO_SAMPLES = 3
 DEMO_DIR = "ctxsparse-demo"
+DEMO_BUDGET_S = 150.0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +41,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         samples=DEMO_SAMPLES,
     )
     p.add_argument(
+        "--budget-s",
+        type=float,
+        default=DEMO_BUDGET_S,
+        help=f"wall-time budget that sizes the samples per cell (default {DEMO_BUDGET_S:g}; 0 = run every sample)",
+    )
+    p.add_argument(
         "--out",
         default=DEMO_DIR,
         help=f"folder for results.db and report/ (default: ./{DEMO_DIR}; an existing demo folder is resumed)",
@@ -48,10 +58,28 @@ def run(args: argparse.Namespace) -> int:
     from ctxsparse.cli.study import options_argv
 
     args.methods = args.methods or [DEMO_METHODS]
+    if args.batch_size is None:
+        args.batch_size = args.samples
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    db, report = out / "results.db", out / "report"
     start = time.perf_counter()
-    code = run_study(args, out / "results.db", out / "report", options_argv("demo", args))
+    per_cell = args.samples if args.limit is None else args.limit
+    if args.limit is None and args.budget_s > 0 and args.samples > 1:
+        # The first sample of every cell (model loading included) prices one sample per cell.
+        args.limit = 1
+        code = run_study(args, db, None, options_argv("demo", args), summary=False)
+        if code != 0:
+            return code
+        first = time.perf_counter() - start
+        per_cell = max(1, min(args.samples, int(args.budget_s // max(first, 1e-6))))
+        print(f"demo: first sample per cell took {first:.0f}s; {per_cell} sample(s) per cell fit the budget")
+        args.limit = per_cell
+    code = run_study(args, db, report, options_argv("demo", args))
     if code == 0:
-        print(f"demo wall time: {time.perf_counter() - start:.1f}s")
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(
+            f"demo wall time: {time.perf_counter() - start:.1f}s for {per_cell} sample(s) per cell "
+            f"(budget {args.budget_s:g}s; load average {load:.1f} on {os.cpu_count()} CPUs)"
+        )
     return code

@@ -167,8 +167,11 @@ def make_executor(args: argparse.Namespace, runner):
     return executor
 
 
-def run_study(args: argparse.Namespace, db: Path, report_dir: Path | None, argv: list[str]) -> int:
-    """Validate everything cheap first (names, database, executor), then load models, run, print the summary."""
+def run_study(
+    args: argparse.Namespace, db: Path, report_dir: Path | None, argv: list[str], summary: bool = True
+) -> int:
+    """Validate everything cheap first (names, database, executor), then load models, run, print the summary
+    (summary=False: only the one-line count)."""
     from ctxsparse.models import parse_dtype
     from ctxsparse.study.backend import TransformersBackend
     from ctxsparse.study.calibration_check import needs_default_calibration
@@ -206,6 +209,8 @@ def run_study(args: argparse.Namespace, db: Path, report_dir: Path | None, argv:
         f"{outcome.wall_s:.1f}s ({outcome.rows_per_s:.2f} rows/s, executor {outcome.executor})",
         file=sys.stderr,
     )
+    if not summary:
+        return 0
     print(summary_text(aggregate(rows)))
     if report_dir is not None:
         report = write_report(db, report_dir)
