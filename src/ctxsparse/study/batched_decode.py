@@ -170,10 +170,11 @@ def decode_batch(
         step = 0
         while True:
             finished = []
+            tokens = next_ids.tolist()  # one device sync per step
             for j in range(b):
                 if not active[j]:
                     continue
-                token = int(next_ids[j])
+                token = tokens[j]
                 generated[j].append(token)
                 check = stops[j]
                 done = token in stop_ids or len(generated[j]) >= max_new_tokens[j]
