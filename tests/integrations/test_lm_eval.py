@@ -82,6 +82,13 @@ def test_loglikelihood_runs_dense_and_says_so(sparse_calls, capsys):
     assert DENSE_NOTICE in capsys.readouterr().out
 
 
+def test_method_parameters_joined_with_semicolons():
+    lm = CtxSparseLM.create_from_arg_string(
+        "pretrained=random:tiny-llama,method=sink_window:sink=2;window=8,device=cpu"
+    )
+    assert (lm.selector.sink, lm.selector.window) == (2, 8) and lm.sparsity == 10.0
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

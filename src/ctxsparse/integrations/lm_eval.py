@@ -5,7 +5,8 @@ Importing this module registers the model; run lm-eval through it so the registr
     python -m ctxsparse.integrations.lm_eval --model ctxsparse \\
         --model_args pretrained=smollm2-135m,method=oracle_topk,sparsity=20 --tasks <task> --device cpu
 
-method is any selector spec make_selector reads; sparsity >= 1 (k = ceil(N / sparsity)); phase is
+method is any selector spec make_selector reads (join several parameters with ';', since model_args
+are split on ',': method=sink_window:sink=4;window=64); sparsity >= 1 (k = ceil(N / sparsity)); phase is
 'decode' (the prompt is prefilled densely, generated tokens read sparsely; the default) or 'question'
 (the prompt's last line, after its last line break, is read sparsely too). pretrained also takes the
 ctxsparse built-in names (smollm2-135m, random:<shape>). Loglikelihood requests (multiple choice,
@@ -41,8 +42,9 @@ def _known_methods() -> str:
 
 def check_model_args(method: str, sparsity: float | str, phase: str) -> tuple[Any, float]:
     """The selector and sparsity from model_args; ValueError naming the valid values otherwise."""
+    method = str(method).replace(";", ",")  # model_args split on ',': several parameters are joined with ';'
     try:
-        selector = make_selector(str(method))
+        selector = make_selector(method)
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(
             f"ctxsparse model_args: unknown method {method!r}. Valid methods: {_known_methods()} "
@@ -75,7 +77,7 @@ class CtxSparseLM(HFLM):
         **kwargs: Any,
     ) -> None:
         self.selector, self.sparsity = check_model_args(method, sparsity, phase)
-        self.method, self.phase = str(method), phase
+        self.method, self.phase = str(method).replace(";", ","), phase
         if isinstance(pretrained, str) and _is_builtin(pretrained):
             from ctxsparse.models import load_model
 
