@@ -28,7 +28,6 @@ from typing import Any
 
 from ctxsparse.study.backend import TransformersBackend
 from ctxsparse.study.plan import StudyPlan
-from ctxsparse.study.report import write_report
 from ctxsparse.study.runner import StudyRunner, default_get_task
 from ctxsparse.study.store import StudyStore
 from ctxsparse.versions import versions
@@ -163,8 +162,6 @@ def main(argv: list[str] | None = None) -> int:
     for length in lengths:
         stages.append(run_stage(plan_for([length], n), backend, families, args, db, ["gpu_study", str(length)]))
     study_s = time.perf_counter() - start
-    report_dir = folder / "report"
-    report = write_report(db, report_dir)
     with StudyStore.open(db, create=False) as store:
         rows = store.count()
     at = {str(s["lengths"][0]): s["rows_per_s"] for s in stages[1:] if s["rows_written"]}
@@ -195,12 +192,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     out_json = folder / "gpu-study.json"
     out_json.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    try:
+        from ctxsparse.study.report import write_report
+
+        report_path = write_report(db, folder / "report").html
+    except Exception as err:  # the database and JSON stand on their own; `ctxsparse report` can retry
+        report_path = f"not written ({type(err).__name__}: {err})"
     print("\nlength  rows/s")
     for length, rate in at.items():
         print(f"{length:>6}  {rate:>6.1f}")
     print(
         f"probe at 4K: {probe['rows_per_s']:.1f} rows/s (target 50); {rows} rows, n = {n} per cell, "
-        f"{study_s:.0f}s; report {report.html}"
+        f"{study_s:.0f}s; report {report_path}"
     )
     if os.environ.get("OUT"):
         dest = Path(os.environ["OUT"]) / args.name

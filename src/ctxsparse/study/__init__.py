@@ -12,7 +12,6 @@ from ctxsparse.study.backend import DecodeOutcome, Prefilled, TransformersBacken
 from ctxsparse.study.executors import LocalExecutor, UnitWorker, WorkUnit
 from ctxsparse.study.plan import Config, MethodSpec, StudyPlan, split_methods
 from ctxsparse.study.replay import ReplayResult, ReplayTurn, load_transcript, replay
-from ctxsparse.study.report import Report, write_report
 from ctxsparse.study.report_tables import Cell, aggregate
 from ctxsparse.study.runner import StudyOutcome, StudyRunner
 from ctxsparse.study.stats import Interval, PairedDifference, mean_interval, paired_difference, wilson
@@ -48,3 +47,12 @@ __all__ = [
     "wilson",
     "write_report",
 ]
+
+
+def __getattr__(name: str):
+    """Report and write_report load matplotlib, so they are imported on first use."""
+    if name in ("Report", "write_report"):
+        from ctxsparse.study import report
+
+        return getattr(report, name)
+    raise AttributeError(f"module 'ctxsparse.study' has no attribute {name!r}")
