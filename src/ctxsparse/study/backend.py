@@ -2,6 +2,9 @@
 
 The runner only needs three things per model (prefill a context, decode one configuration from that
 prefill, report the model's context limit), so tests can drive it with a fake backend and no model.
+A session may also offer decode_many (several prefilled samples under one configuration, rows yielded as
+they finish): the batched study path. TransformersSession implements it with batched transformers calls;
+a session on the CUDA decode engine can implement the same two methods and slot in unchanged.
 """
 
 from __future__ import annotations
