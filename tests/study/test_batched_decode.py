@@ -98,7 +98,7 @@ def _study_rows(tmp_path, name, batch_size):
         ["dense", "oracle_topk", "sink_window:sink=4,window=16"],
         [10],
         ["niah_single", "vt"],
-        [160, 224],
+        [192],
         samples=3,
         max_new_tokens=4,
     )
@@ -108,7 +108,7 @@ def _study_rows(tmp_path, name, batch_size):
     with StudyStore.open(tmp_path / f"{name}.db") as store:
         out = runner.run(store)
         rows = store.rows()
-    assert out.written == plan.size() and out.prefills == 2 * 2 * 3
+    assert out.written == plan.size() and out.prefills == 2 * 3
     return {(r["config_hash"], r["task"], r["length"], r["sample"]): r for r in rows}
 
 
