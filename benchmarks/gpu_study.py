@@ -164,7 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     study_s = time.perf_counter() - start
     with StudyStore.open(db, create=False) as store:
         rows = store.count()
-    at = {str(s["lengths"][0]): s["rows_per_s"] for s in stages[1:] if s["rows_written"]}
+    # Per length: every row written at it (probe included) over the time spent on it.
+    at = {}
+    for n_tokens in lengths:
+        mine = [s for s in stages if s["lengths"] == [n_tokens]]
+        rows_at, secs = sum(s["rows_written"] for s in mine), sum(s["wall_s"] for s in mine)
+        if rows_at and secs:
+            at[str(n_tokens)] = round(rows_at / secs, 2)
     payload = {
         "benchmark": "gpu-study",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
