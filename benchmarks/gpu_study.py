@@ -8,7 +8,8 @@ Sparsity, Quest, vAttention and sink+window at 10x, 20x, 50x, 100x; samples draw
 Stages, all into one resumable database: (1) a probe at 4K with --probe samples per task gives the 4K
 throughput (rows/s, the issue's target is >= 50); (2) from it the number of samples per cell that fits the
 rest of the budget is chosen (at most --samples), and every length is run to that many (4K first, then 2K,
-then 8K). Every cell of the report therefore has the same n, printed with it. Writes results.db, report/ and
+then 8K); should fewer than the probe's samples fit, the probe length keeps its own. The report prints n
+per cell. Writes results.db, report/ and
 gpu-study.json under benchmarks/results/<name>/ and copies them into $OUT when set.
 
     python benchmarks/gpu_study.py [--budget-s 330] [--name smollm2-gpu-study] [--batch-size 64]
@@ -152,14 +153,18 @@ def main(argv: list[str] | None = None) -> int:
     lengths = [probe_len] + [n for n in lengths if n != probe_len]
     probe = run_stage(plan_for([probe_len], args.probe), backend, families, args, db, ["gpu_study", "probe"])
     stages.append(probe)
-    per_sample_4k = probe["wall_s"] / max(1, args.probe)  # seconds per sample index at 4K, all tasks/configs
+    per_sample = probe["wall_s"] / max(1, args.probe)  # seconds per sample index at the probe length
     left = args.budget_s - (time.perf_counter() - start)
-    weight = sum(length_cost(n) for n in lengths) / length_cost(probe_len)
-    # left ~= per_sample (probe length) * (weight * n - the probe's samples, already done)
-    fit = int((left / max(per_sample_4k, 1e-6) + args.probe) / weight)
-    n = max(args.probe, min(args.samples, fit))
+    others = sum(length_cost(n) for n in lengths[1:]) / length_cost(probe_len)
+    # left ~= per_sample * (others * n + (n - probe)): every length to n, the probe length topped up.
+    n = int((left / max(per_sample, 1e-6) + args.probe) / (others + 1))
+    if n < args.probe:  # the probe length keeps its samples; the others get what fits
+        n = int(left / max(per_sample, 1e-6) / max(others, 1e-6))
+    n = max(1, min(args.samples, n))
     print(f"probe: {probe['rows_per_s']} rows/s at {probe_len}; {left:.0f}s left -> {n} samples per cell", flush=True)
     for length in lengths:
+        if length == probe_len and n <= args.probe:
+            continue
         stages.append(run_stage(plan_for([length], n), backend, families, args, db, ["gpu_study", str(length)]))
     study_s = time.perf_counter() - start
     with StudyStore.open(db, create=False) as store:
@@ -183,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "sparsities": [float(s) for s in args.sparsity.split(",")],
         "lengths": lengths,
         "samples_drawn_from": args.samples,
-        "samples_per_cell": n,
+        "samples_per_cell": {str(probe_len): max(n, args.probe), **{str(x): n for x in lengths[1:]}},
         "budget_s": args.budget_s,
         "model_load_s": round(load_s, 2),
         "study_wall_s": round(study_s, 2),
@@ -208,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     for length, rate in at.items():
         print(f"{length:>6}  {rate:>6.1f}")
     print(
-        f"probe at 4K: {probe['rows_per_s']:.1f} rows/s (target 50); {rows} rows, n = {n} per cell, "
+        f"probe at {probe_len}: {probe['rows_per_s']:.1f} rows/s (target 50 at 4096); {rows} rows, n = {n} per cell, "
         f"{study_s:.0f}s; report {report_path}"
     )
     if os.environ.get("OUT"):
