@@ -19,6 +19,9 @@ EPILOG = """examples:
       --sparsity 1,10,20,50,100 --lengths 2048,4096 --samples 10 --db results.db
   ctxsparse study ... --method oracle_topk --method sink_window:sink=4,window=64 --limit 2   # try 2 samples first
   ctxsparse report results.db --out report/
+  ctxsparse study ... --device cuda --batch-size 64            # many samples decoded together per configuration
+  ctxsparse study ... --device cuda --executor ray              # one Ray actor per GPU of this machine
+  ctxsparse study ... --executor ray --ray-address auto         # join a running Ray cluster
 
 Every finished (configuration, sample) is committed to --db at once; rerunning the same command skips what
 is done (a killed run loses only rows in flight). The report (Markdown, CSV, JSON, PNG, HTML) goes to
