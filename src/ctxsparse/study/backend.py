@@ -81,7 +81,9 @@ class TransformersSession:
         self, prefilled: Prefilled, sample: Any, config: Config, stop_when: Callable[[str], bool] | None = None
     ) -> DecodeOutcome:
         """One sample under one configuration (a batch of one)."""
-        return next(self.decode_many([prefilled], [sample], config, [stop_when]))[1]
+        # Run the generator to its end, so its sparse-decoding session is left before this returns.
+        [(_, outcome)] = list(self.decode_many([prefilled], [sample], config, [stop_when]))
+        return outcome
 
     def decode_many(
         self,
