@@ -171,10 +171,15 @@ def make_executor(args: argparse.Namespace, runner):
 
 
 def run_study(
-    args: argparse.Namespace, db: Path, report_dir: Path | None, argv: list[str], summary: bool = True
+    args: argparse.Namespace,
+    db: Path,
+    report_dir: Path | None,
+    argv: list[str],
+    summary: bool = True,
+    deadline: float | None = None,
 ) -> int:
     """Validate everything cheap first (names, database, executor), then load models, run, print the summary
-    (summary=False: only the one-line count)."""
+    (summary=False: only the one-line count). deadline (time.monotonic()): start no new work after it."""
     from ctxsparse.models import parse_dtype
     from ctxsparse.study.backend import TransformersBackend
     from ctxsparse.study.calibration_check import needs_default_calibration
@@ -201,7 +206,7 @@ def run_study(
         if executor is None or needs_default_calibration(plan):
             print(f"loading {', '.join(plan.models)} ...", file=sys.stderr)
             runner.open_models()
-        outcome, rows = _run(runner, executor, db, argv)
+        outcome, rows = _run(runner, executor, db, argv, deadline)
     finally:
         if executor is not None:
             executor.close()
@@ -212,6 +217,12 @@ def run_study(
         f"{outcome.wall_s:.1f}s ({outcome.rows_per_s:.2f} rows/s, executor {outcome.executor})",
         file=sys.stderr,
     )
+    if outcome.pending:
+        print(
+            f"study: stopped at the time budget with {outcome.pending} rows to go; run the same command to "
+            "finish them.",
+            file=sys.stderr,
+        )
     if not summary:
         return 0
     print(summary_text(aggregate(rows)))
@@ -222,7 +233,7 @@ def run_study(
     return 0
 
 
-def _run(runner, executor, db: Path, argv: list[str]):
+def _run(runner, executor, db: Path, argv: list[str], deadline: float | None = None):
     """Run into the database; (outcome, this plan's rows), or (None, []) when interrupted."""
     from ctxsparse.study.runner import task_label
     from ctxsparse.study.store import StudyStore
@@ -233,7 +244,7 @@ def _run(runner, executor, db: Path, argv: list[str]):
     with StudyStore.open(db) as store:
         print(f"study: {plan.size()} rows in the grid, database {db} ({store.count()} rows stored)", file=sys.stderr)
         try:
-            outcome = runner.run(store, argv=argv, executor=executor)
+            outcome = runner.run(store, argv=argv, executor=executor, deadline=deadline)
         except KeyboardInterrupt:
             print(
                 f"\ninterrupted: {store.count()} rows are saved in {db}; run the same command to resume.",

@@ -41,6 +41,7 @@ class StudyOutcome:
     run_id: int
     units: int = 0
     executor: str = "local"
+    pending: int = 0  # rows left undone (a deadline passed)
 
     @property
     def rows_per_s(self) -> float:
@@ -146,11 +147,20 @@ class StudyRunner:
         worker.tasks.update(self.tasks)
         return worker
 
-    def run(self, store: StudyStore, argv: list[str] | None = None, executor: Executor | None = None) -> StudyOutcome:
-        """Run every pending (configuration, sample); check_names() and open_models() must come first."""
+    def run(
+        self,
+        store: StudyStore,
+        argv: list[str] | None = None,
+        executor: Executor | None = None,
+        deadline: float | None = None,
+    ) -> StudyOutcome:
+        """Run every pending (configuration, sample); check_names() and open_models() must come first.
+
+        deadline (time.monotonic(), local executor): start no new work after it; the rest stays pending.
+        """
         if not self.tasks:
             self.check_names()
-        executor = executor or LocalExecutor(self.worker(), progress=self.progress)
+        executor = executor or LocalExecutor(self.worker(deadline=deadline), progress=self.progress)
         start = time.perf_counter()
         run_id = store.start_run(argv or [], self.plan.describe(), versions())
         units = self.units(store.done_keys())
@@ -165,4 +175,5 @@ class StudyRunner:
         executor.execute(units, write)
         store.finish_run(run_id)
         wall = time.perf_counter() - start
-        return StudyOutcome(written, skipped, executor.prefills, wall, run_id, len(units), executor.name)
+        pending = sum(u.rows for u in units) - written
+        return StudyOutcome(written, skipped, executor.prefills, wall, run_id, len(units), executor.name, pending)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,7 @@ class UnitWorker:
     batch_size > 1 decodes that many samples of a unit together per configuration (sessions with
     decode_many); 1 decodes one sample at a time. stop_at_verdict ends an answer once the task's scorer
     can no longer change its verdict. fault_hook(unit, sample) runs before each sample (fault-injection tests).
+    deadline (a time.monotonic() value) stops starting new work once passed; what is left stays pending.
     """
 
     def __init__(
@@ -113,6 +115,7 @@ class UnitWorker:
         stop_at_verdict: bool = True,
         sessions: dict[str, ModelSession] | None = None,
         fault_hook: Callable[[WorkUnit, int], None] | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.plan = plan
         self.backend = backend
@@ -121,6 +124,7 @@ class UnitWorker:
         self.stop_at_verdict = stop_at_verdict
         self.sessions: dict[str, ModelSession] = sessions if sessions is not None else {}
         self.fault_hook = fault_hook
+        self.deadline = deadline
         self.tasks: dict[str, Any] = {}
         self._samples: dict[tuple[str, str, int], list[Any]] = {}
         self.prefills = 0
@@ -154,8 +158,13 @@ class UnitWorker:
             self._samples[key] = made
         return self._samples[key]
 
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
     def run(self, unit: WorkUnit) -> Iterator[ResultRow]:
         """Rows of the unit, each yielded as soon as it is finished (run_id left for the driver to set)."""
+        if self.out_of_time():
+            return
         session = self.session(unit.model)
         samples = self.samples(unit.model, unit.task, unit.length)
         if self.batch_size > 1 and hasattr(session, "decode_many"):
@@ -163,12 +172,16 @@ class UnitWorker:
                 yield from self._run_batch(session, unit, unit.todo[at : at + self.batch_size], samples)
             return
         for i, configs in unit.todo:
+            if self.out_of_time():
+                return
             if self.fault_hook is not None:
                 self.fault_hook(unit, i)
             sample = samples[i]
             prefilled = session.prefill(sample)
             self.prefills += 1
             for config in configs:
+                if self.out_of_time():
+                    return
                 stops = self._stop_kwargs(session, unit.task, [sample], many=False)
                 outcome = session.decode(prefilled, sample, config, **stops)
                 yield self.row(config, unit.task, unit.length, i, sample, prefilled, outcome)
@@ -182,6 +195,8 @@ class UnitWorker:
             self.prefills += 1
         configs = list(dict.fromkeys(c for _, cs in todo for c in cs))
         for config in configs:
+            if self.out_of_time():
+                return
             members = [i for i, cs in todo if config in cs]
             batch = [samples[i] for i in members]
             stops = self._stop_kwargs(session, unit.task, batch, many=True)
