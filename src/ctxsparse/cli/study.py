@@ -22,6 +22,9 @@ EPILOG = """examples:
       --sparsity 1,10,20,50,100 --lengths 2048,4096 --samples 10 --db results.db
   ctxsparse study ... --method oracle_topk --method sink_window:sink=4,window=64 --limit 2   # try 2 samples first
   ctxsparse report results.db --out report/
+  ctxsparse study ... --device cuda --batch-size 64            # many samples decoded together per configuration
+  ctxsparse study ... --device cuda --executor ray              # one Ray actor per GPU of this machine
+  ctxsparse study ... --executor ray --ray-address auto         # join a running Ray cluster
 
 Every finished (configuration, sample) is committed to --db at once; rerunning the same command skips what
 is done (a killed run loses only rows in flight). The report (Markdown, CSV, JSON, PNG, HTML) goes to
@@ -65,6 +68,38 @@ def add_study_options(p: argparse.ArgumentParser) -> None:
         "--rerun-stale",
         action="store_true",
         help="delete and run again the stored rows whose sample text the task generator no longer makes",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="samples of a (task, length) decoded together per configuration (default: 1 on CPU, 64 on CUDA)",
+    )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="make a missing Double Sparsity calibration before the study (cached; without it the study stops)",
+    )
+    p.add_argument(
+        "--full-answers",
+        action="store_true",
+        help="decode every answer to its token cap (default: stop once the task's scorer can no longer change "
+        "its verdict)",
+    )
+    ray = p.add_argument_group("executor")
+    ray.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process (default); ray: one Ray actor per GPU or CPU slot (pip install 'ctxsparse[ray]')",
+    )
+    ray.add_argument(
+        "--ray-address",
+        help="join a running Ray cluster ('auto' or host:port); default: start Ray on this machine",
+    )
+    ray.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        help="GPUs per Ray actor (default: 1 with a CUDA --device, else 0 = one actor per CPU)",
     )
 
 
@@ -110,18 +145,57 @@ def default_report_dir(db: Path) -> Path:
     return db.with_name(db.stem + "-report")
 
 
-def run_study(args: argparse.Namespace, db: Path, report_dir: Path | None, argv: list[str]) -> int:
-    """Validate everything cheap first (names, limits, database), then load models, run, print the summary."""
+def batch_size_for(args: argparse.Namespace) -> int:
+    """--batch-size, or 1 on CPU and 64 on CUDA devices."""
+    size = args.batch_size if args.batch_size is not None else (64 if args.device.startswith("cuda") else 1)
+    if size < 1:
+        raise ValueError(f"--batch-size must be >= 1; got {size}.")
+    return size
+
+
+def make_executor(args: argparse.Namespace, runner):
+    """None for --executor local; a connected RayExecutor for ray (errors here come before any model loads)."""
+    if args.executor == "local":
+        if args.ray_address or args.gpus_per_worker is not None:
+            raise ValueError("--ray-address and --gpus-per-worker need --executor ray.")
+        return None
+    from ctxsparse.study.executors.ray import RayExecutor
+
+    gpus = args.gpus_per_worker if args.gpus_per_worker is not None else (1 if args.device.startswith("cuda") else 0)
+    if args.device.startswith("cuda:"):
+        raise ValueError("With --executor ray give --device cuda: each actor gets its own GPU(s).")
+    executor = RayExecutor(
+        runner.plan,
+        runner.backend,
+        runner.get_task,
+        address=args.ray_address,
+        gpus_per_worker=gpus,
+        batch_size=runner.batch_size,
+        stop_at_verdict=runner.stop_at_verdict,
+        progress=runner.progress,
+    )
+    workers = executor.connect()
+    print(f"ray: {workers} workers ({gpus:g} GPU each)", file=sys.stderr)
+    return executor
+
+
+def run_study(
+    args: argparse.Namespace,
+    db: Path,
+    report_dir: Path | None,
+    argv: list[str],
+    summary: bool = True,
+    deadline: float | None = None,
+) -> int:
+    """Validate everything cheap first (names, limits, database, executor), then load models, run, print the
+    summary (summary=False: only the one-line count). deadline (time.monotonic()): start no new work after it."""
     args.interrupt_note = lambda _args: rows_saved(db)
     from ctxsparse.models import check_device, max_positions, parse_dtype
     from ctxsparse.study.backend import TransformersBackend
-    from ctxsparse.study.pairing import split_stale
     from ctxsparse.study.report import write_report
     from ctxsparse.study.report_tables import aggregate, summary_text
-    from ctxsparse.study.run_lock import study_lock
     from ctxsparse.study.runner import StudyRunner
-    from ctxsparse.study.sample_check import check_file_tasks, check_samples, describe
-    from ctxsparse.study.store import StudyStore, preflight
+    from ctxsparse.study.store import preflight
     from ctxsparse.tasks import get_task
 
     plan = plan_from(args)
@@ -133,36 +207,66 @@ def run_study(args: argparse.Namespace, db: Path, report_dir: Path | None, argv:
         TransformersBackend(args.device, args.dtype),
         get_task=lambda name: get_task(name, truncate=args.truncate),
         progress=not args.no_progress,
+        batch_size=batch_size_for(args),
+        stop_at_verdict=not args.full_answers,
+        calibrate=args.calibrate,
     )
     runner.check_names()
     preflight(db)
-    print(f"loading {', '.join(plan.models)} ...", file=sys.stderr)
-    runner.open_models()
-    check_file_tasks(plan, runner.tasks, runner._session(plan.models[-1]).tokenizer)
-    hashes = {c.hash for m in plan.models for c in plan.configs(m)}
-    with StudyStore.open(db) as store, study_lock(db):
-        check = check_samples(store, plan, runner.tasks, lambda m: runner._session(m).tokenizer, args.rerun_stale)
-        if check.stale:
-            print(describe(check, db), file=sys.stderr)
-        print(f"study: {plan.size()} rows in the grid, database {db} ({store.count()} rows stored)", file=sys.stderr)
-        outcome = runner.run(store, argv=argv)
-        rows = [
-            r
-            for r in store.rows()
-            if r["config_hash"] in hashes and r["task"] in plan.tasks and r["length"] in plan.lengths
-        ]
-        rows = split_stale(rows, store.sample_hashes()).fresh
+    executor = make_executor(args, runner)
+    try:
+        # The driver loads the models too: the sample-identity checks read their tokenizers.
+        print(f"loading {', '.join(plan.models)} ...", file=sys.stderr)
+        runner.open_models()
+        outcome, rows = _run(runner, executor, db, argv, args.rerun_stale, deadline)
+    finally:
+        if executor is not None:
+            executor.close()
     print(
         f"study: {outcome.written} rows written, {outcome.skipped} already done, {outcome.prefills} prefills, "
-        f"{outcome.wall_s:.1f}s",
+        f"{outcome.wall_s:.1f}s ({outcome.rows_per_s:.2f} rows/s, executor {outcome.executor})",
         file=sys.stderr,
     )
+    if outcome.pending:
+        print(
+            f"study: stopped at the time budget with {outcome.pending} rows to go; run the same command to "
+            "finish them.",
+            file=sys.stderr,
+        )
+    if not summary:
+        return 0
     print(summary_text(aggregate(rows)))
     if report_dir is not None:
         report = write_report(db, report_dir)
         print(f"\nreport: {report.html} (also report.md, results.csv, results.json, plots in {report.out_dir})")
     print(f"database: {db}")
     return 0
+
+
+def _run(runner, executor, db: Path, argv: list[str], rerun_stale: bool, deadline: float | None = None):
+    """Check the stored samples, run into the database under its lock; (outcome, this plan's fresh rows)."""
+    from ctxsparse.study.pairing import split_stale
+    from ctxsparse.study.run_lock import study_lock
+    from ctxsparse.study.runner import task_label
+    from ctxsparse.study.sample_check import check_file_tasks, check_samples, describe
+    from ctxsparse.study.store import StudyStore
+
+    plan = runner.plan
+    tokenizer = lambda model: runner.session(model).tokenizer
+    check_file_tasks(plan, runner.tasks, tokenizer(plan.models[-1]))
+    hashes = {c.hash for m in plan.models for c in plan.configs(m)}
+    tasks = {task_label(t) for t in plan.tasks}
+    with StudyStore.open(db) as store, study_lock(db):
+        check = check_samples(store, plan, runner.tasks, tokenizer, rerun_stale)
+        if check.stale:
+            print(describe(check, db), file=sys.stderr)
+        print(f"study: {plan.size()} rows in the grid, database {db} ({store.count()} rows stored)", file=sys.stderr)
+        outcome = runner.run(store, argv=argv, executor=executor, deadline=deadline)
+        rows = [
+            r for r in store.rows() if r["config_hash"] in hashes and r["task"] in tasks and r["length"] in plan.lengths
+        ]
+        rows = split_stale(rows, store.sample_hashes()).fresh
+    return outcome, rows
 
 
 def options_argv(verb: str, args: argparse.Namespace) -> list[str]:

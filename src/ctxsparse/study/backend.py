@@ -2,11 +2,15 @@
 
 The runner only needs three things per model (prefill a context, decode one configuration from that
 prefill, report the model's context limit), so tests can drive it with a fake backend and no model.
+A session may also offer decode_many (several prefilled samples under one configuration, rows yielded as
+they finish): the batched study path. TransformersSession implements it with batched transformers calls;
+a session on the CUDA decode engine can implement the same two methods and slot in unchanged.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -57,7 +61,9 @@ class Backend(Protocol):
 
 
 class TransformersSession:
-    """A transformers model and tokenizer, decoded through ctxsparse.generation."""
+    """A transformers model and tokenizer, decoded through ctxsparse.study.batched_decode (one row or many)."""
+
+    accepts_stop_when = True
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
         self.model = model
@@ -65,34 +71,49 @@ class TransformersSession:
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
 
     def prefill(self, sample: Any) -> Prefilled:
-        from ctxsparse.generation import prefill
+        from ctxsparse.study.batched_decode import prefill_context
 
         start = time.perf_counter()
-        pre = prefill(self.model, self.tokenizer, sample.context, chat=sample.chat)
+        pre = prefill_context(self.model, self.tokenizer, sample.context, chat=sample.chat)
         return Prefilled(pre, int(pre.input_ids.shape[-1]), time.perf_counter() - start)
 
-    def decode(self, prefilled: Prefilled, sample: Any, config: Config) -> DecodeOutcome:
-        from ctxsparse import Budget, make_selector
-        from ctxsparse.generation import decode
+    def decode(
+        self, prefilled: Prefilled, sample: Any, config: Config, stop_when: Callable[[str], bool] | None = None
+    ) -> DecodeOutcome:
+        """One sample under one configuration (a batch of one)."""
+        # Run the generator to its end, so its sparse-decoding session is left before this returns.
+        [(_, outcome)] = list(self.decode_many([prefilled], [sample], config, [stop_when]))
+        return outcome
+
+    def decode_many(
+        self,
+        prefilled: Sequence[Prefilled],
+        samples: Sequence[Any],
+        config: Config,
+        stop_when: Sequence[Callable[[str], bool] | None] | None = None,
+    ) -> Iterator[tuple[int, DecodeOutcome]]:
+        """Decode the samples together under config; yields (index, outcome) as each one finishes."""
+        from ctxsparse import Budget
+        from ctxsparse.study.batched_decode import decode_batch
 
         dense = config.method.is_dense
-        res = decode(
-            prefilled.state,
-            sample.question,
-            make_selector(config.method.spec),
+        rows = decode_batch(
+            [p.state for p in prefilled],
+            [s.question for s in samples],
+            config.method.spec,
             Budget(sparsity=1.0 if dense else config.sparsity),
-            max_new_tokens=config.new_tokens_for(sample),
+            [config.new_tokens_for(s) for s in samples],
             phase="question" if dense else config.phase,
             trace=not dense,
-            answer_prefix=sample.answer_prefix,
+            answer_prefixes=[s.answer_prefix for s in samples],
+            stop_when=stop_when,
         )
-        if dense:
-            fidelity, steps = dict(DENSE_FIDELITY), None
-        else:
-            summary = res.trace.summary()
-            fidelity = {k: _float_or_none(summary.get(k)) for k in FIDELITY_KEYS}
-            steps = summary.get("steps")
-        return DecodeOutcome(res.text, len(res.token_ids), float(res.decode_s), fidelity, steps)
+        for j, row in rows:
+            if dense:
+                fidelity, steps = dict(DENSE_FIDELITY), None
+            else:
+                fidelity, steps = {k: _float_or_none(row.fidelity.get(k)) for k in FIDELITY_KEYS}, row.steps
+            yield j, DecodeOutcome(row.text, len(row.token_ids), float(row.decode_s), fidelity, steps)
 
 
 def _float_or_none(value: Any) -> float | None:

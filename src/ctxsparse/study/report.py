@@ -33,8 +33,15 @@ NOTES = (
     "95% confidence intervals: Wilson score interval when every score in the cell is 0 or 1; otherwise a "
     f"percentile bootstrap of the mean ({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}).",
     "Retention = sparse accuracy / dense accuracy, both over the samples the sparse cell has (paired: same "
-    "sample, seed and sample_hash; 'pairs' counts them); empty when the dense accuracy is 0 or the dense rows "
-    "are missing. Stale rows (made from a text the generator no longer makes) are left out and counted.",
+    "sample, seed and sample_hash; 'pairs' counts them); undefined (empty, and said so in the retention plot) "
+    "when the dense accuracy is 0 or the dense rows are missing. Stale rows (made from a text the generator no "
+    "longer makes) are left out and counted.",
+    "Δ vs dense (paired) = mean of (sparse score - dense score) over the samples both have, in accuracy points, with "
+    "a 95% interval; n counts those pairs. For 0/1 scores the p-value is the exact two-sided McNemar test on the "
+    "discordant pairs and the interval maps the exact (Clopper-Pearson) interval of the discordant split onto the "
+    f"difference; for fractional scores both come from a paired bootstrap ({BOOTSTRAP_RESAMPLES} resamples, seed "
+    f"{BOOTSTRAP_SEED}; p = share of re-centred resample means at least as far from 0 as the observed one).",
+    "Summary cells read 'accuracy (n)': n is the number of samples in that cell.",
     "Density = selected / visible tokens per head and step; mass recall = share of the dense attention "
     "probability mass on the selected tokens; output error = relative L2 error of each attention output "
     "vs dense; all three are means over sparse attention calls (layers, heads, steps).",

@@ -1,7 +1,9 @@
 """Report plots (matplotlib's Agg canvas): accuracy, retention and mass recall against sparsity.
 
 One PNG per (model, dtype, metric); inside it one panel per (length, task), one line per sparse method,
-and for accuracy the dense result as a dashed horizontal reference with its CI band.
+and for accuracy the dense result as a dashed horizontal reference with its CI band. The paired difference
+to dense is drawn with its 95% band around a zero line. Where dense scores 0 the retention panel says that
+retention is undefined instead of showing empty axes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ctxsparse.study.report_tables import Cell, groups_by_model
 METRICS = {
     "accuracy": ("accuracy", "accuracy"),
     "retention": ("retention", "retention (sparse / dense)"),
+    "difference": ("diff", "accuracy − dense (paired, 95% CI)"),
     "mass_recall": ("mass_recall", "attention mass recall"),
 }
 
@@ -40,28 +43,40 @@ def _panel(ax, cells: Sequence[Cell], metric: str, title: str) -> None:
     attr, ylabel = METRICS[metric]
     dense = next((c for c in cells if c.is_dense and c.spec == "dense"), None)
     sparsities = sorted({c.sparsity for c in cells if not c.is_dense})
+    if metric == "retention" and not any(c.retention is not None for c in cells if not c.is_dense):
+        why = "dense scores 0 here" if dense is not None and dense.accuracy == 0 else "no paired dense rows"
+        ax.text(0.5, 0.5, f"retention undefined:\n{why}", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
     for name, series in _series(cells).items():
         xs = [c.sparsity for c in series if getattr(c, attr) is not None]
         ys = [getattr(c, attr) for c in series if getattr(c, attr) is not None]
         if not xs:
             continue
         line = ax.plot(xs, ys, marker="o", label=name)[0]
-        if metric == "accuracy":
-            lows = [c.ci_low for c in series if c.accuracy is not None]
-            highs = [c.ci_high for c in series if c.accuracy is not None]
+        if metric in ("accuracy", "difference"):
+            low, high = ("ci_low", "ci_high") if metric == "accuracy" else ("diff_low", "diff_high")
+            lows = [getattr(c, low) for c in series if getattr(c, attr) is not None]
+            highs = [getattr(c, high) for c in series if getattr(c, attr) is not None]
             ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.12, linewidth=0)
     if metric == "accuracy" and dense is not None and dense.accuracy is not None:
         ax.axhline(dense.accuracy, color="black", linestyle="--", linewidth=1.2, label="dense")
         ax.axhspan(dense.ci_low, dense.ci_high, color="black", alpha=0.06, linewidth=0)
     elif metric in ("retention", "mass_recall"):
         ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0, label="dense")
+    elif metric == "difference":
+        ax.axhline(0.0, color="black", linestyle="--", linewidth=1.0, label="dense")
     if sparsities and min(sparsities) > 0 and max(sparsities) / min(sparsities) >= 4:
         ax.set_xscale("log")
     if sparsities:
         ax.set_xticks(sparsities)
         ax.set_xticklabels([f"{s:g}x" for s in sparsities])
         ax.minorticks_off()
-    if metric != "retention":
+    if metric == "difference":
+        ax.set_ylim(-1.03, 1.03)
+    elif metric != "retention":
         ax.set_ylim(-0.03, 1.03)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("sparsity (N / k)")

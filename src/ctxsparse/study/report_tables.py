@@ -1,7 +1,9 @@
 """Result rows -> aggregated cells (one per model, task, length, method, sparsity) and the tables built on them.
 
 Retention is paired: a sparse cell's accuracy divided by the dense accuracy on the same (sample, seed)
-pairs with equal sample_hash (study/pairing.py), so a study never compares different texts.
+pairs with equal sample_hash (study/pairing.py), so a study never compares different texts. So is the
+difference to dense: the mean of (sparse - dense) over those pairs with a 95% interval and p-value (exact
+McNemar for 0/1 scores, paired bootstrap for fractions).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from ctxsparse.study.pairing import paired_with_dense
 from ctxsparse.study.plan import DENSE
-from ctxsparse.study.stats import mean_interval, mean_or_none
+from ctxsparse.study.stats import mean_interval, mean_or_none, paired_difference
 
 FIDELITY = ("density", "mass_recall", "output_error", "kl", "top1_agreement")
 TIMINGS = ("prefill_s", "decode_s", "new_tokens", "context_tokens")
@@ -48,6 +50,11 @@ class Cell:
     new_tokens: float | None
     context_tokens: float | None
     pairs: int = 0
+    diff: float | None = None
+    diff_low: float | None = None
+    diff_high: float | None = None
+    p_value: float | None = None
+    diff_method: str = "none"
 
     @property
     def is_dense(self) -> bool:
@@ -90,6 +97,8 @@ def aggregate(rows: Iterable[dict[str, Any]]) -> list[Cell]:
         paired = [(r["score"], d["score"]) for r, d in pairs]
         dense_acc = sum(d for _, d in paired) / len(paired) if paired else None
         retention = sum(s for s, _ in paired) / len(paired) / dense_acc if dense_acc else None
+        is_dense = members[0]["method"] == DENSE and spec == DENSE
+        diff = paired_difference([s for s, _ in paired], [d for _, d in paired]) if paired and not is_dense else None
         cells.append(
             Cell(
                 model=model,
@@ -109,10 +118,23 @@ def aggregate(rows: Iterable[dict[str, Any]]) -> list[Cell]:
                 dense_accuracy=dense_acc,
                 pairs=len(paired),
                 **{k: mean_or_none([r[k] for r in members]) for k in FIDELITY + TIMINGS},
+                **_paired_fields(diff),
             )
         )
     cells.sort(key=lambda c: (c.model, c.dtype, c.task, c.length, not c.is_dense, order[_cell_key(c)]))
     return cells
+
+
+def _paired_fields(diff) -> dict[str, Any]:
+    if diff is None:
+        return {}
+    return {
+        "diff": diff.mean,
+        "diff_low": diff.low,
+        "diff_high": diff.high,
+        "p_value": diff.p_value,
+        "diff_method": diff.method,
+    }
 
 
 def _cell_key(c: Cell) -> tuple:
@@ -167,8 +189,12 @@ def summary_grid(cells: Sequence[Cell]) -> tuple[list[str], list[list[str]]]:
         present = [c.accuracy for c in accs if c is not None and c.accuracy is not None]
         mean = sum(present) / len(present) if present else None
         n = sum(c.n for c in accs if c is not None)
-        rows.append([label, *(_pct(c.accuracy if c else None) for c in accs), _pct(mean), str(n)])
-    return ["method", *names, "mean", "n (all tasks)"], rows
+        rows.append([label, *(_with_n(c) for c in accs), _pct(mean), str(n)])
+    return ["method", *(f"{name} (n)" for name in names), "mean", "n (all tasks)"], rows
+
+
+def _with_n(c: Cell | None) -> str:
+    return "–" if c is None else f"{_pct(c.accuracy)} ({c.n})"
 
 
 def _row_order(c: Cell) -> tuple:
@@ -183,6 +209,8 @@ DETAIL_HEADER = [
     "95% CI",
     "retention",
     "pairs",
+    "Δ vs dense (paired)",
+    "p",
     "density",
     "mass recall",
     "output err",
@@ -205,6 +233,8 @@ def detail_rows(cells: Sequence[Cell]) -> list[list[str]]:
                 ci,
                 _fmt(c.retention, 2),
                 "–" if c.is_dense else str(c.pairs),
+                _diff_text(c),
+                _p_text(c),
                 _fmt(c.density, 4),
                 _fmt(c.mass_recall),
                 _fmt(c.output_error),
@@ -213,6 +243,20 @@ def detail_rows(cells: Sequence[Cell]) -> list[list[str]]:
             ]
         )
     return out
+
+
+def _diff_text(c: Cell) -> str:
+    """'-12.0 [-20.5, -3.1] (n=40)' in accuracy points; '–' for dense or unpaired cells."""
+    if c.diff is None:
+        return "–"
+    return f"{100 * c.diff:+.1f} [{100 * c.diff_low:+.1f}, {100 * c.diff_high:+.1f}] (n={c.pairs})"
+
+
+def _p_text(c: Cell) -> str:
+    if c.p_value is None:
+        return "–"
+    test = "McNemar" if c.diff_method == "mcnemar" else "bootstrap"
+    return f"{c.p_value:.3g} ({test})"
 
 
 def detail_groups(cells: Sequence[Cell]) -> dict[tuple[str, str, str, int], list[Cell]]:

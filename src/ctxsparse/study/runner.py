@@ -1,22 +1,33 @@
 """Runs a StudyPlan: each sample's context is prefilled once and every pending configuration decodes
 from that prefill; each finished (configuration, sample) is committed at once, so a rerun resumes.
+
+The pending work is cut into units (model, task, length, sample range); an executor runs them (here, or
+on Ray actors) and hands finished rows back to this process, the database's only writer.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from tqdm.auto import tqdm
+from typing import Any, Protocol
 
 from ctxsparse.study.backend import Backend, ModelSession
-from ctxsparse.study.plan import Config, StudyPlan
+from ctxsparse.study.calibration_check import ensure_calibrated
+from ctxsparse.study.executors.local import LocalExecutor
+from ctxsparse.study.executors.units import (
+    UnitWorker,
+    WorkUnit,
+    check_lengths,
+    make_units,
+    sample_hash,
+    task_label,
+)
+from ctxsparse.study.plan import StudyPlan
 from ctxsparse.study.store import ResultRow, StudyStore
 from ctxsparse.versions import versions
+
+__all__ = ["Executor", "StudyOutcome", "StudyRunner", "check_lengths", "default_get_task", "sample_hash", "task_label"]
 
 
 @dataclass
@@ -28,15 +39,25 @@ class StudyOutcome:
     prefills: int
     wall_s: float
     run_id: int
+    units: int = 0
+    executor: str = "local"
+    pending: int = 0  # rows left undone (a deadline passed)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.written / self.wall_s if self.wall_s > 0 else 0.0
 
 
-def sample_hash(sample: Any) -> str:
-    """Fingerprint of a sample's text and answers (to tell whether a task generator changed)."""
-    payload = json.dumps([sample.context, sample.question, list(sample.answers)], ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+class Executor(Protocol):
+    """Runs work units and calls write(row) in this process for every finished row."""
+
+    name: str
+    prefills: int
+
+    def execute(self, units: list[WorkUnit], write: Callable[[ResultRow], None]) -> None: ...
 
 
-def _default_get_task(name: str) -> Any:
+def default_get_task(name: str) -> Any:
     from ctxsparse.tasks import get_task
 
     return get_task(name)
@@ -46,7 +67,8 @@ class StudyRunner:
     """Validate with check_names() and open_models() (both before any work), then run() against a store.
 
     backend opens models (TransformersBackend for real runs, a fake in tests); get_task resolves task
-    names (ctxsparse.tasks.get_task by default).
+    names (ctxsparse.tasks.get_task by default). batch_size > 1 decodes that many samples of a unit at
+    once per configuration; samples_per_unit sets the unit size (default: batch_size).
     """
 
     def __init__(
@@ -55,11 +77,21 @@ class StudyRunner:
         backend: Backend,
         get_task: Callable[[str], Any] | None = None,
         progress: bool = True,
+        batch_size: int = 1,
+        samples_per_unit: int | None = None,
+        stop_at_verdict: bool = True,
+        calibrate: bool = False,
     ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
         self.plan = plan
         self.backend = backend
-        self.get_task = get_task or _default_get_task
+        self.get_task = get_task or default_get_task
         self.progress = progress
+        self.batch_size = batch_size
+        self.samples_per_unit = samples_per_unit or batch_size
+        self.stop_at_verdict = stop_at_verdict
+        self.calibrate = calibrate
         self.tasks: dict[str, Any] = {}
         self._sessions: dict[str, ModelSession] = {}
 
@@ -68,118 +100,87 @@ class StudyRunner:
         from ctxsparse import make_selector
 
         self.tasks = {name: self.get_task(name) for name in self.plan.tasks}
+        labels = [task_label(name) for name in self.plan.tasks]
+        clash = sorted({label for label in labels if labels.count(label) > 1})
+        if clash:
+            raise ValueError(f"Tasks {clash} would be stored under the same name; rename one of the .jsonl files.")
         for method in self.plan.methods:
             make_selector(method.spec)
 
     def open_models(self) -> None:
-        """Load each model and refuse context lengths beyond its max_position_embeddings.
+        """Load each model; refuse context lengths beyond its max_position_embeddings and a missing Double
+        Sparsity calibration (made now when calibrate=True).
 
         Only the last model stays loaded; run() starts with it, so a one-model study loads it once.
         """
         for model in self.plan.models:
             self._sessions.clear()
             session = self.backend.open(model)
-            limit = session.max_positions
-            too_long = [n for n in self.plan.lengths if limit is not None and n > limit]
-            if too_long:
-                raise ValueError(
-                    f"Context length(s) {too_long} exceed {model}'s limit of {limit} tokens "
-                    f"(max_position_embeddings); choose --lengths at most {limit}."
-                )
+            check_lengths(self.plan, model, session.max_positions)
+            ensure_calibrated(self.plan, model, session, self.calibrate)
             self._sessions[model] = session
 
-    def _session(self, model: str) -> ModelSession:
+    def session(self, model: str) -> ModelSession:
+        """The loaded model and tokenizer of `model` (loading it in place of the one held, if another)."""
         if model not in self._sessions:
             self._sessions.clear()
             self._sessions[model] = self.backend.open(model)
         return self._sessions[model]
 
-    def pending(self, done: set[tuple]) -> dict[tuple[str, str, int, int], list[Config]]:
-        """(model, task, length, sample) -> configurations not yet stored, in grid order."""
-        plan = self.plan
-        out: dict[tuple[str, str, int, int], list[Config]] = {}
-        for model in self._model_order():
-            configs = plan.configs(model)
-            for length in plan.lengths:
-                for task in plan.tasks:
-                    for i in range(plan.samples_to_run):
-                        todo = [c for c in configs if (c.hash, task, length, i, plan.seed) not in done]
-                        if todo:
-                            out[(model, task, length, i)] = todo
-        return out
+    def release_models(self) -> None:
+        """Drop the loaded model (e.g. once validated here, when Ray actors do the work)."""
+        self._sessions.clear()
 
-    def _model_order(self) -> list[str]:
+    def model_order(self) -> list[str]:
+        """Models in plan order, the one already loaded first."""
         loaded = [m for m in self.plan.models if m in self._sessions]
         return loaded + [m for m in self.plan.models if m not in self._sessions]
 
-    def run(self, store: StudyStore, argv: list[str] | None = None) -> StudyOutcome:
-        """Run every pending (configuration, sample); check_names() and open_models() must come first."""
+    def units(self, done: set[tuple]) -> list[WorkUnit]:
+        """The pending work units given the keys already stored."""
+        return make_units(self.plan, self.model_order(), done, self.samples_per_unit)
+
+    def worker(self, **kwargs: Any) -> UnitWorker:
+        """A UnitWorker for this plan sharing the loaded model (the local executor's)."""
+        worker = UnitWorker(
+            self.plan,
+            self.backend,
+            self.get_task,
+            batch_size=self.batch_size,
+            stop_at_verdict=self.stop_at_verdict,
+            sessions=self._sessions,
+            **kwargs,
+        )
+        worker.tasks.update(self.tasks)
+        return worker
+
+    def run(
+        self,
+        store: StudyStore,
+        argv: list[str] | None = None,
+        executor: Executor | None = None,
+        deadline: float | None = None,
+    ) -> StudyOutcome:
+        """Run every pending (configuration, sample); check_names() and open_models() must come first.
+
+        deadline (time.monotonic(), local executor): start no new work after it; the rest stays pending.
+        """
         if not self.tasks:
             self.check_names()
+        executor = executor or LocalExecutor(self.worker(deadline=deadline), progress=self.progress)
         start = time.perf_counter()
         run_id = store.start_run(argv or [], self.plan.describe(), versions())
-        done = store.done_keys()
-        todo = self.pending(done)
-        total = sum(len(v) for v in todo.values())
-        skipped = self.plan.size() - total
-        written = prefills = 0
-        samples: dict[tuple[str, str, int], list[Any]] = {}
-        bar = tqdm(total=total, unit="row", disable=not self.progress, dynamic_ncols=True, desc="study")
-        try:
-            for (model, task, length, i), configs in todo.items():
-                session = self._session(model)
-                key = (model, task, length)
-                if key not in samples:
-                    samples.clear()
-                    family = self.tasks[task]
-                    generated = family.generate(session.tokenizer, length, self.plan.samples, seed=self.plan.seed)
-                    samples[key] = list(generated)[: self.plan.samples_to_run]
-                sample = samples[key][i]
-                bar.set_postfix_str(f"{model} {task}@{length} #{i}", refresh=False)
-                prefilled = session.prefill(sample)
-                prefills += 1
-                for config in configs:
-                    outcome = session.decode(prefilled, sample, config)
-                    row = self._row(config, task, length, i, sample, prefilled, outcome, run_id)
-                    written += store.add(row)
-                    bar.update(1)
-        finally:
-            bar.close()
-        store.finish_run(run_id)
-        return StudyOutcome(written, skipped, prefills, time.perf_counter() - start, run_id)
+        units = self.units(store.done_keys())
+        skipped = self.plan.size() - sum(u.rows for u in units)
+        written = 0
 
-    def _row(
-        self, config: Config, task: str, length: int, i: int, sample: Any, prefilled, outcome, run_id
-    ) -> ResultRow:
-        family = self.tasks[task]
-        fid = outcome.fidelity
-        return ResultRow(
-            config_hash=config.hash,
-            run_id=run_id,
-            model=config.model,
-            method=config.method.name,
-            spec=config.method.spec,
-            params=json.dumps(config.method.params, sort_keys=True),
-            sparsity=float(config.sparsity),
-            phase=config.phase,
-            dtype=config.dtype,
-            task=task,
-            length=length,
-            sample=i,
-            seed=self.plan.seed,
-            sample_hash=sample_hash(sample),
-            metric=getattr(sample, "metric", None),
-            score=float(family.score(outcome.text, sample)),
-            prediction=outcome.text,
-            answers=json.dumps(list(sample.answers), ensure_ascii=False),
-            density=fid.get("density"),
-            mass_recall=fid.get("mass_recall"),
-            output_error=fid.get("output_error"),
-            kl=fid.get("kl"),
-            top1_agreement=fid.get("top1_agreement"),
-            steps=outcome.steps,
-            prefill_s=prefilled.prefill_s,
-            decode_s=outcome.decode_s,
-            new_tokens=outcome.new_tokens,
-            context_tokens=prefilled.context_tokens,
-        )
+        def write(row: ResultRow) -> None:
+            nonlocal written
+            row.run_id = run_id
+            written += store.add(row)
+
+        executor.execute(units, write)
+        store.finish_run(run_id)
+        wall = time.perf_counter() - start
+        pending = sum(u.rows for u in units) - written
+        return StudyOutcome(written, skipped, executor.prefills, wall, run_id, len(units), executor.name, pending)

