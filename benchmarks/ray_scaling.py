@@ -148,20 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     prepare(plan, args)
     runs, tables = [], {}
-    try:
-        for workers in counts:
-            if workers > available:
-                continue
-            try:
-                result, table = run_once(plan, args, workers, folder)
-            except Exception as err:  # one failing run must not stop the other
-                print(f"  {workers} GPU(s) failed: {type(err).__name__}: {err}", flush=True)
-                runs.append({"workers": workers, "error": f"{type(err).__name__}: {err}"})
-                continue
-            runs.append(result)
-            tables[workers] = table
-    finally:
-        ray.shutdown()
+    for workers in counts:
+        if workers > available:
+            continue
+        try:
+            result, table = run_once(plan, args, workers, folder)
+        except Exception as err:  # one failing run must not stop the other
+            print(f"  {workers} GPU(s) failed: {type(err).__name__}: {err}", flush=True)
+            runs.append({"workers": workers, "error": f"{type(err).__name__}: {err}"})
+            continue
+        runs.append(result)
+        tables[workers] = table
     ok = [r for r in runs if "error" not in r]
     speedup = identical = None
     if len(ok) >= 2:
@@ -195,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         dest = Path(os.environ["OUT"]) / args.name
         shutil.copytree(folder, dest, dirs_exist_ok=True)
         print(f"copied to {dest}")
+    # Shut Ray down only once everything is written: its shutdown was seen to hang past a run's time limit.
+    ray.shutdown()
     return 0 if ok else 1
 
 
