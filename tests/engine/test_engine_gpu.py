@@ -117,9 +117,16 @@ def test_dense_step_logits_near_the_reference_path(model):
         reference = reference.float()
     diff = (replayed - reference).abs().max().item()
     scale = reference.abs().max().item()
+    relative = ((replayed - reference).norm() / reference.norm()).item()
     same_top = (replayed.argmax(-1) == reference.argmax(-1)).tolist()
-    print(f"dense step vs reference path: max |diff| {diff:.4f} of max |logit| {scale:.3f}; same argmax {same_top}")
-    assert diff <= 0.05 * scale
+    print(
+        f"dense step vs reference path: relative L2 {relative:.4f}; max |diff| {diff:.4f} of max |logit| "
+        f"{scale:.3f}; same argmax {same_top}"
+    )
+    # bf16 through 32 layers of different kernels: a relative L2 error of a few 1e-3, and the same greedy token
+    # (an element-wise maximum over a 128K vocabulary is dominated by single outliers, so it is printed, not gated).
+    assert relative <= 2e-2
+    assert all(same_top)
 
 
 @pytest.mark.parametrize("name", ["double_sparsity", "dense"])
