@@ -42,6 +42,8 @@ set -e
 R="$CTXS_ROOT"
 mount -t tmpfs -o size=1m,mode=755 ctxsroot "$R"
 mkdir -p "$R/repo" "$R/tmp" "$R/proc" "$R/dev"
+# /tmp first: a Python installation that lives under /tmp is then bound inside the private /tmp, not hidden.
+mount -t tmpfs -o size="$CTXS_TMP_BYTES",mode=1777 ctxstmp "$R/tmp"
 for d in $CTXS_RO_DIRS; do
   if [ -L "$d" ]; then ln -s "$(readlink "$d")" "$R$d"
   elif [ -d "$d" ]; then mkdir -p "$R$d"; mount --rbind "$d" "$R$d"; mount -o remount,bind,ro "$R$d"
@@ -50,7 +52,6 @@ done
 for n in null zero random urandom; do touch "$R/dev/$n"; mount --bind "/dev/$n" "$R/dev/$n"; done
 ln -s /proc/self/fd "$R/dev/fd"
 mount --bind "$CTXS_REPO" "$R/repo"
-mount -t tmpfs -o size="$CTXS_TMP_BYTES",mode=1777 ctxstmp "$R/tmp"
 mount -t proc proc "$R/proc" || true
 mount -o remount,ro,bind "$R"
 exec "$CTXS_CHROOT" "$R" "$CTXS_SETPRIV" --bounding-set=-all --inh-caps=-all --no-new-privs \
