@@ -4,13 +4,15 @@ From one cache (a dense prefill, then a few decode steps), one dense step runs t
 every piece (one-GEMM q/k/v and gate/up, one-kernel RMSNorm and rotary, the dense attention kernel) and with
 each piece switched off in turn; the reference path (`Engine._forward_rows`: the model's own modules, SDPA)
 runs the same step from the same cache in the model's dtype and in float32 (the model and cache upcast). The
-float32 reference is the yardstick: a piece that is wrong moves the step far from it, while rounding moves the
-step about as far as it moves the half-precision reference itself. A last row measures how much the logits move
-when each attention output of the reference path gets random noise of one half-precision rounding step (2^-9
-relative): the model's own amplification of rounding.
+float32 reference (the bfloat16 model's own weights, computed in float32) is the yardstick: a piece that is
+wrong moves the step far from it, while rounding moves the step about as far as it moves the half-precision
+reference itself. A last row measures how much the logits move when each attention output of the reference
+path gets random noise of one half-precision rounding step (2^-9 relative): the model's own amplification of
+rounding.
 
-CPU (Triton's interpreter, tiny random Llama; float32 runs the same kernels):
-  TRITON_INTERPRET=1 PYTHONPATH=src python benchmarks/step_error.py [--round-nearest]
+CPU (Triton's interpreter; a small random Llama of --shape, default 4 layers of hidden 256; float32 runs the same
+kernels; --quick: only the step with every piece, in bfloat16):
+  TRITON_INTERPRET=1 PYTHONPATH=src python benchmarks/step_error.py [--round-nearest] [--shape 4096 4 32 8 128 14336]
 --round-nearest makes the interpreter round float32 -> bfloat16 casts to nearest even, as a GPU does (the
 interpreter truncates them). On a CUDA machine (FlashInfer on the path when installed, the step replayed from
 its CUDA graph like the GPU test):
@@ -81,12 +83,14 @@ def round_nearest_in_interpreter() -> None:
     interpreter.InterpreterBuilder.cast_impl = cast_impl
 
 
-def tiny_llama(dtype: torch.dtype) -> torch.nn.Module:
-    cfg = AutoConfig.for_model("llama", hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                               num_key_value_heads=2, head_dim=64, intermediate_size=896, vocab_size=2048,
-                               max_position_embeddings=4096, rope_theta=500000.0)  # fmt: skip
+def small_llama(shape: list[int]) -> torch.nn.Module:
+    """A float32 random Llama of shape (hidden, layers, heads, kv heads, head_dim, intermediate), vocabulary 2048."""
+    hidden, layers, heads, kv_heads, head_dim, intermediate = shape
+    cfg = AutoConfig.for_model("llama", hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                               num_key_value_heads=kv_heads, head_dim=head_dim, intermediate_size=intermediate,
+                               vocab_size=2048, max_position_embeddings=4096, rope_theta=500000.0)  # fmt: skip
     torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(cfg, dtype=dtype).eval()
+    return AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval()
 
 
 def relative(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -162,7 +166,7 @@ class Probe:
         return torch.cat([model(input_ids=i, logits_to_keep=1).logits[:, -1].float() for i in ids])
 
 
-def measure(model, model32, rows, max_len: int, graphs: bool, device: str) -> dict:
+def measure(model, model32, rows, max_len: int, graphs: bool, device: str, quick: bool) -> dict:
     probe = Probe(model, rows, max_len, graphs)
     ref, ref32 = probe.reference(), probe.reference_float32(model32)
     plain32 = probe.plain(model32)
@@ -172,8 +176,8 @@ def measure(model, model32, rows, max_len: int, graphs: bool, device: str) -> di
            "float32 plain forward (float32 keys/values) vs float32 reference (cache upcast)": relative(plain32, ref32),
            "reference with 2^-9 noise on attention outputs vs reference": relative(probe.reference(noise=NOISE), ref),
            "steps": []}  # fmt: skip
-    configs = [((), False)] + [((p,), False) for p in PIECES] + [(PIECES, False)]
-    if device == "cuda":
+    configs = [((), False)] + ([] if quick else [((p,), False) for p in PIECES] + [(PIECES, False)])
+    if device == "cuda" and not quick:
         configs.append(((), True))
     full = None
     for off, triton_attention in configs:
@@ -191,7 +195,15 @@ def measure(model, model32, rows, max_len: int, graphs: bool, device: str) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tiny", help="'tiny' (a 4-layer Llama) or a random:<shape> name")
+    parser.add_argument("--model", default="small", help="'small' (a random Llama of --shape) or a random:<shape> name")
+    parser.add_argument(
+        "--shape",
+        type=int,
+        nargs=6,
+        default=[256, 4, 4, 2, 64, 896],
+        metavar=("HIDDEN", "LAYERS", "HEADS", "KV_HEADS", "HEAD_DIM", "INTERMEDIATE"),
+    )
+    parser.add_argument("--quick", action="store_true", help="only the step with every piece; bfloat16 only")
     parser.add_argument("--lengths", type=int, nargs="+", default=[150, 90])
     parser.add_argument("--round-nearest", action="store_true", help="interpreter: round casts to bf16 to nearest")
     parser.add_argument("--output-dir", default="benchmarks/results")
@@ -203,10 +215,13 @@ def main() -> None:
         dtypes = (torch.bfloat16, torch.float16, torch.float32)  # the interpreter runs the kernels in float32 too
         importlib.import_module("ctxsparse.attention.sparse_decode").KERNEL_DTYPES = dtypes
         FAST.KERNEL_DTYPES = dtypes
-    if args.model == "tiny":
-        model32 = tiny_llama(torch.float32).to(device)
+    if args.model == "small":
+        model32 = small_llama(args.shape).to(device)
     else:
         model32, _ = load_model(args.model, device=device, dtype="float32")
+    with torch.no_grad():  # the float32 yardstick computes exactly with the bfloat16 model's own weights
+        for p in model32.parameters():
+            p.copy_(p.to(torch.bfloat16))
     gen = torch.Generator().manual_seed(0)
     vocab = min(model32.config.vocab_size, 30000)
     rows = [torch.randint(100 if vocab > 1000 else 5, vocab, (n,), generator=gen).tolist() for n in args.lengths]
@@ -216,12 +231,13 @@ def main() -> None:
         with torch.device(device):
             half = AutoModelForCausalLM.from_config(model32.config, dtype=torch.bfloat16).eval()
         half.load_state_dict(model32.state_dict())
-    runs.append(measure(half, model32, rows, max_len, device == "cuda", device))
+    runs.append(measure(half, model32, rows, max_len, device == "cuda", device, args.quick))
     del half
-    if device == "cpu":
-        runs.append(measure(model32, model32, rows, max_len, False, device))
+    if device == "cpu" and not args.quick:
+        runs.append(measure(model32, model32, rows, max_len, False, device, args.quick))
+    model = args.model if args.model != "small" else "small-llama-" + "-".join(map(str, args.shape))
     for run in runs:
-        print(f"\n{args.model} {run['dtype']} ({run['mode']}), rows {run['lengths']}: relative L2 error of the logits")
+        print(f"\n{model} {run['dtype']} ({run['mode']}), rows {run['lengths']}: relative L2 error of the logits")
         for key, value in run.items():
             if isinstance(value, float):
                 print(f"  {key:78} {value:.2e}")
@@ -231,10 +247,10 @@ def main() -> None:
             print(f"  {off:24} {s['attention'][:34]:34} {s['vs reference']:9.2e} {s['vs float32 reference']:11.2e} "
                   f"{s['vs all pieces']:9.2e}  {s['same argmax as reference']}")  # fmt: skip
     name = torch.cuda.get_device_name().split()[-1] if device == "cuda" else "cpu"
-    doc = {"benchmark": "step_error", "model": args.model, "device": name, "round_nearest": args.round_nearest,
+    doc = {"benchmark": "step_error", "model": model, "device": name, "round_nearest": args.round_nearest,
            "date": datetime.date.today().isoformat(), "versions": versions(), "runs": runs}  # fmt: skip
     suffix = "-round-nearest" if args.round_nearest else ""
-    path = Path(args.output_dir) / f"step-error-{name}-{doc['date']}{suffix}.json"
+    path = Path(args.output_dir) / f"step-error-{model.removeprefix('random:')}-{name}-{doc['date']}{suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1))
     if os.environ.get("OUT"):
