@@ -39,8 +39,8 @@ def _kernels_take_float32(monkeypatch) -> None:
 def _step_and_reference(model) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int]]:
     """Logits [2, V] of one batched step and of the reference path from the same cache, and the piece counts."""
     gen = torch.Generator().manual_seed(0)
-    rows = [torch.randint(5, 2000, (n,), generator=gen).tolist() for n in (150, 90)]
-    with torch.no_grad(), Engine(model, None, max_batch=2, max_len=192, graphs=False) as engine:
+    rows = [torch.randint(5, 2000, (n,), generator=gen).tolist() for n in (60, 35)]
+    with torch.no_grad(), Engine(model, None, max_batch=2, max_len=80, graphs=False) as engine:
         result = engine.generate(input_ids=rows, max_new_tokens=3, stop_token_ids=[])
         assert result.mode == "eager"
         fast = engine.fast
