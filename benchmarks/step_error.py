@@ -83,14 +83,14 @@ def round_nearest_in_interpreter() -> None:
     interpreter.InterpreterBuilder.cast_impl = cast_impl
 
 
-def small_llama(shape: list[int]) -> torch.nn.Module:
-    """A float32 random Llama of shape (hidden, layers, heads, kv heads, head_dim, intermediate), vocabulary 2048."""
+def small_llama(shape: list[int], dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """A random Llama of shape (hidden, layers, heads, kv heads, head_dim, intermediate), vocabulary 2048."""
     hidden, layers, heads, kv_heads, head_dim, intermediate = shape
     cfg = AutoConfig.for_model("llama", hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                                num_key_value_heads=kv_heads, head_dim=head_dim, intermediate_size=intermediate,
                                vocab_size=2048, max_position_embeddings=4096, rope_theta=500000.0)  # fmt: skip
     torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval()
+    return AutoModelForCausalLM.from_config(cfg, dtype=dtype).eval()
 
 
 def relative(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -168,14 +168,16 @@ class Probe:
 
 def measure(model, model32, rows, max_len: int, graphs: bool, device: str, quick: bool) -> dict:
     probe = Probe(model, rows, max_len, graphs)
-    ref, ref32 = probe.reference(), probe.reference_float32(model32)
-    plain32 = probe.plain(model32)
+    ref = probe.reference()
     out = {"mode": probe.mode, "dtype": str(model.dtype).removeprefix("torch."), "lengths": probe.lengths,
-           "reference vs float32 reference": relative(ref, ref32),
-           "plain forward vs float32 reference": relative(probe.plain(model), ref32),
-           "float32 plain forward (float32 keys/values) vs float32 reference (cache upcast)": relative(plain32, ref32),
            "reference with 2^-9 noise on attention outputs vs reference": relative(probe.reference(noise=NOISE), ref),
            "steps": []}  # fmt: skip
+    ref32 = None if model32 is None else probe.reference_float32(model32)
+    if ref32 is not None:
+        out["reference vs float32 reference"] = relative(ref, ref32)
+        out["plain forward vs float32 reference"] = relative(probe.plain(model), ref32)
+        key = "float32 plain forward (float32 keys/values) vs float32 reference (cache upcast)"
+        out[key] = relative(probe.plain(model32), ref32)
     configs = [((), False)] + ([] if quick else [((p,), False) for p in PIECES] + [(PIECES, False)])
     if device == "cuda" and not quick:
         configs.append(((), True))
@@ -185,7 +187,8 @@ def measure(model, model32, rows, max_len: int, graphs: bool, device: str, quick
         full = logits if full is None else full
         out["steps"].append({
             "off": list(off), "attention": name, "pieces (gemm groups, rotary modules, norms)": counts,
-            "vs reference": relative(logits, ref), "vs float32 reference": relative(logits, ref32),
+            "vs reference": relative(logits, ref),
+            "vs float32 reference": None if ref32 is None else relative(logits, ref32),
             "vs all pieces": relative(logits, full),
             "same argmax as reference": (logits.argmax(-1) == ref.argmax(-1)).tolist(),
         })  # fmt: skip
@@ -204,6 +207,7 @@ def main() -> None:
         metavar=("HIDDEN", "LAYERS", "HEADS", "KV_HEADS", "HEAD_DIM", "INTERMEDIATE"),
     )
     parser.add_argument("--quick", action="store_true", help="only the step with every piece; bfloat16 only")
+    parser.add_argument("--no-float32", action="store_true", help="bfloat16 model only (no float32 copy, less memory)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[150, 90])
     parser.add_argument("--round-nearest", action="store_true", help="interpreter: round casts to bf16 to nearest")
     parser.add_argument("--output-dir", default="benchmarks/results")
@@ -215,25 +219,28 @@ def main() -> None:
         dtypes = (torch.bfloat16, torch.float16, torch.float32)  # the interpreter runs the kernels in float32 too
         importlib.import_module("ctxsparse.attention.sparse_decode").KERNEL_DTYPES = dtypes
         FAST.KERNEL_DTYPES = dtypes
+    dtype = torch.bfloat16 if args.no_float32 else torch.float32
     if args.model == "small":
-        model32 = small_llama(args.shape).to(device)
+        first = small_llama(args.shape, dtype).to(device)
     else:
-        model32, _ = load_model(args.model, device=device, dtype="float32")
-    with torch.no_grad():  # the float32 yardstick computes exactly with the bfloat16 model's own weights
-        for p in model32.parameters():
-            p.copy_(p.to(torch.bfloat16))
+        first, _ = load_model(args.model, device=device, dtype=dtype)
     gen = torch.Generator().manual_seed(0)
-    vocab = min(model32.config.vocab_size, 30000)
+    vocab = min(first.config.vocab_size, 30000)
     rows = [torch.randint(100 if vocab > 1000 else 5, vocab, (n,), generator=gen).tolist() for n in args.lengths]
     max_len = max(args.lengths) + 64
     runs = []
-    with torch.no_grad():
-        with torch.device(device):
-            half = AutoModelForCausalLM.from_config(model32.config, dtype=torch.bfloat16).eval()
-        half.load_state_dict(model32.state_dict())
+    half, model32 = first, None
+    if not args.no_float32:
+        model32 = first
+        with torch.no_grad():  # the float32 yardstick computes exactly with the bfloat16 model's own weights
+            for p in model32.parameters():
+                p.copy_(p.to(torch.bfloat16))
+            with torch.device(device):
+                half = AutoModelForCausalLM.from_config(model32.config, dtype=torch.bfloat16).eval()
+            half.load_state_dict(model32.state_dict())
     runs.append(measure(half, model32, rows, max_len, device == "cuda", device, args.quick))
     del half
-    if device == "cpu" and not args.quick:
+    if device == "cpu" and not args.quick and model32 is not None:
         runs.append(measure(model32, model32, rows, max_len, False, device, args.quick))
     model = args.model if args.model != "small" else "small-llama-" + "-".join(map(str, args.shape))
     for run in runs:
@@ -244,12 +251,13 @@ def main() -> None:
         print(f"  {'pieces off':24} {'attention':34} {'vs ref':>9} {'vs fp32 ref':>11} {'vs all on':>9}  argmax")
         for s in run["steps"]:
             off = ",".join(s["off"]) or "none"
-            print(f"  {off:24} {s['attention'][:34]:34} {s['vs reference']:9.2e} {s['vs float32 reference']:11.2e} "
+            fp32 = "-" if s["vs float32 reference"] is None else f"{s['vs float32 reference']:.2e}"
+            print(f"  {off:24} {s['attention'][:34]:34} {s['vs reference']:9.2e} {fp32:>11} "
                   f"{s['vs all pieces']:9.2e}  {s['same argmax as reference']}")  # fmt: skip
     name = torch.cuda.get_device_name().split()[-1] if device == "cuda" else "cpu"
     doc = {"benchmark": "step_error", "model": model, "device": name, "round_nearest": args.round_nearest,
            "date": datetime.date.today().isoformat(), "versions": versions(), "runs": runs}  # fmt: skip
-    suffix = "-round-nearest" if args.round_nearest else ""
+    suffix = ("-round-nearest" if args.round_nearest else "") + ("-bf16-only" if args.no_float32 else "")
     path = Path(args.output_dir) / f"step-error-{model.removeprefix('random:')}-{name}-{doc['date']}{suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1))
