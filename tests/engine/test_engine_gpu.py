@@ -123,9 +123,12 @@ def test_dense_step_logits_near_the_reference_path(model):
         f"dense step vs reference path: relative L2 {relative:.4f}; max |diff| {diff:.4f} of max |logit| "
         f"{scale:.3f}; same argmax {same_top}"
     )
-    # bf16 through 32 layers of different kernels: a relative L2 error of a few 1e-3, and the same greedy token
-    # (an element-wise maximum over a 128K vocabulary is dominated by single outliers, so it is printed, not gated).
-    assert relative <= 2e-2
+    # Both sides are bf16 with their own summation orders. On the CPU (benchmarks/step_error.py, NOTES-engine.md)
+    # every piece of the batched step matches the reference path to 3e-7 in float32, while in bf16 the two drift
+    # apart with depth on random weights: 1.5e-2 at 4 layers to 4.8e-2 at 32 layers of this shape, about what the
+    # bf16 reference path's own distance from float32 is. So the gate is that drift with headroom, and the same
+    # greedy token (an element-wise maximum over a 128K vocabulary is dominated by outliers: printed, not gated).
+    assert relative <= 8e-2
     assert all(same_top)
 
 
