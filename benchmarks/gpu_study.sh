@@ -9,15 +9,13 @@
 set -uo pipefail
 WHEELS=${WHEELS:-gpu-wheels}
 NAME=${NAME:-smollm2-gpu-study}
-if compgen -G "$WHEELS/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site "$WHEELS"/*.whl || echo "wheel install failed"
-fi
+. "$(dirname "$0")/gpu_setup.sh"
+install_wheels "$WHEELS" || echo "wheel install failed"
 if [ -z "${CTXSPARSE_GGUF:-}" ] && compgen -G "$WHEELS/*.gguf" >/dev/null; then
   CTXSPARSE_GGUF=$(ls "$WHEELS"/*.gguf | head -1)
 fi
 export CTXSPARSE_GGUF=${CTXSPARSE_GGUF:-}
 [ -z "$CTXSPARSE_GGUF" ] && unset CTXSPARSE_GGUF
-export PYTHONPATH=/tmp/site:src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 export CTXSPARSE_CALIBRATION_DIR=${CTXSPARSE_CALIBRATION_DIR:-benchmarks/results/$NAME/calibration}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 timeout "${TIMEOUT_S:-480}" python3 benchmarks/gpu_study.py --name "$NAME" --budget-s "${BUDGET_S:-330}" "$@"

@@ -7,14 +7,12 @@
 set -uo pipefail
 WHEELS=${WHEELS:-gpu-wheels}
 NAME=${NAME:-smollm2-ray-scaling}
-if compgen -G "$WHEELS/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site "$WHEELS"/*.whl || echo "wheel install failed"
-fi
+. "$(dirname "$0")/gpu_setup.sh"
+install_wheels "$WHEELS" || echo "wheel install failed"
 if [ -z "${CTXSPARSE_GGUF:-}" ] && compgen -G "$WHEELS/*.gguf" >/dev/null; then
   CTXSPARSE_GGUF=$(ls "$WHEELS"/*.gguf | head -1)
 fi
 [ -n "${CTXSPARSE_GGUF:-}" ] && export CTXSPARSE_GGUF
-export PYTHONPATH=/tmp/site:src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 export CTXSPARSE_CALIBRATION_DIR=${CTXSPARSE_CALIBRATION_DIR:-$PWD/benchmarks/results/$NAME/calibration}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 python3 -c "import ray; print('ray', ray.__version__)" || { echo "ray is not importable: carry its wheels in $WHEELS"; exit 1; }

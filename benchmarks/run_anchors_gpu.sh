@@ -23,11 +23,8 @@ start=$(date +%s)
 stamp() { echo "=== $1 ($(( $(date +%s) - start )) s)"; }
 
 stamp install
-if compgen -G "$WHEELS/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site "$WHEELS"/*.whl 2>&1 | tail -n 3 \
-    || echo "FlashInfer wheels did not install: the anchors will be missing"
-fi
-export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1
+. "$(dirname "$0")/gpu_setup.sh"
+install_wheels "$WHEELS" || echo "FlashInfer wheels did not install: the anchors will be missing"
 
 stamp gpu
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv 2>&1 | tee "$LOG_DIR/gpu.txt"

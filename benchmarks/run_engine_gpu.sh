@@ -14,10 +14,8 @@ TOTAL_BUDGET=${TOTAL_BUDGET:-330}
 COMPILE_MIN=${COMPILE_MIN:-150}
 SECONDS=0
 mkdir -p "$LOG_DIR"
-if compgen -G "$WHEELS/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site "$WHEELS"/*.whl || echo "wheel install failed"
-fi
-export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1
+. "$(dirname "$0")/gpu_setup.sh"
+install_wheels "$WHEELS" || echo "wheel install failed"
 [ "${1:-}" = "--" ] && shift
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$LOG_DIR/gpu.txt"
 warm_pid=

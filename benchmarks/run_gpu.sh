@@ -9,10 +9,8 @@ set -uo pipefail
 LOG_DIR=${LOG_DIR:-out}
 WHEELS=${WHEELS:-gpu-wheels}
 mkdir -p "$LOG_DIR"
-if compgen -G "$WHEELS/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site "$WHEELS"/*.whl || exit 1
-fi
-export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1
+. "$(dirname "$0")/gpu_setup.sh"
+install_wheels "$WHEELS" || exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv | tee "$LOG_DIR/gpu.txt"
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(tests sweep bench)

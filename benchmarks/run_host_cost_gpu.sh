@@ -23,11 +23,8 @@ start=$(date +%s)
 stamp() { echo "=== $1 ($(( $(date +%s) - start )) s)"; }
 
 stamp install
-if compgen -G "$WHEELS/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site "$WHEELS"/*.whl 2>&1 | tail -n 3 \
-    || echo "FlashInfer wheels did not install: the dense anchor comes from the recorded H200 run"
-fi
-export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1
+. "$(dirname "$0")/gpu_setup.sh"
+install_wheels "$WHEELS" || echo "FlashInfer wheels did not install: the dense anchor comes from the recorded H200 run"
 
 stamp "eager host cost"
 timeout "$HOST_TIMEOUT" python3 benchmarks/sweep_host_cost.py --profile --json "$LOG_DIR/host-cost.json" 2>&1 \
