@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -204,13 +207,17 @@ class StudyStore:
         conn = sqlite3.connect(path, isolation_level=None, timeout=30)
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        try:
+
+        def set_up() -> None:
             if fresh:
                 _create_schema(conn, path)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             if create:
                 conn.execute(_SAMPLES_TABLE)
+
+        try:
+            _retry_locked(set_up)
         except sqlite3.OperationalError as err:
             conn.close()
             raise StoreError(f"{path} cannot be written ({err}); give --db a file in a writable folder.") from err
@@ -309,6 +316,20 @@ class StudyStore:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self.conn)
+
+
+def _retry_locked(step: Callable[[], None], wait_s: float = BUSY_TIMEOUT_MS / 1000) -> None:
+    """Run step, again while SQLite says the database is locked: where waiting could deadlock (two
+    processes switching one new file to WAL at once) SQLite answers at once instead of calling its busy
+    handler. Every step here is idempotent and a failed transaction rolls back, so a retry is safe."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005 + 0.045 * random.random())
 
 
 def _create_schema(conn: sqlite3.Connection, path: Path) -> None:
