@@ -114,12 +114,17 @@ def prefill(model: torch.nn.Module, tokenizer, context: str, chat: bool = True) 
 
 def question_ids(pre: Prefilled, question: str, answer_prefix: str = "") -> list[int]:
     """Token ids of the question part: the question, the template's closing, the answer prefix."""
+    return question_token_ids(pre.tokenizer, pre.chat, question, answer_prefix)
+
+
+def question_token_ids(tokenizer, chat: bool, question: str, answer_prefix: str = "") -> list[int]:
+    """question_ids() from the tokenizer and the chat flag alone (no prefill needed)."""
     text = question
-    if pre.chat:
-        text = ("\n\n" if question else "") + question + chat_parts(pre.tokenizer)[1]
+    if chat:
+        text = ("\n\n" if question else "") + question + chat_parts(tokenizer)[1]
     if answer_prefix:
         text += answer_prefix
-    ids = _ids(pre.tokenizer, text, special=False)
+    ids = _ids(tokenizer, text, special=False)
     if not ids:
         raise ValueError("The question is empty: give a question (or an answer prefix) to decode from.")
     return ids

@@ -39,6 +39,8 @@ RANDOM_SHAPES: dict[str, RandomShape] = {
     "tiny-qwen3": RandomShape("qwen3", 64, 2, 4, 2, 16, 128, None, 8192),
     "tiny-mistral": RandomShape("mistral", 64, 2, 4, 2, 16, 128, None, 8192),
     "tiny-gemma": RandomShape("gemma", 64, 2, 4, 1, 16, 128, None, 8192),
+    # head_dim 64: a size the GPU decode kernels take, for quick runs of the engine's batched path
+    "small-llama": RandomShape("llama", 256, 4, 4, 2, 64, 512, None, 8192),
     "llama-3.1-8b": RandomShape("llama", 4096, 32, 32, 8, 128, 14336, 128256, 131072, 500000.0),
     "qwen3-8b": RandomShape("qwen3", 4096, 36, 32, 8, 128, 12288, 151936, 40960, 1000000.0),
 }

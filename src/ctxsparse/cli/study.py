@@ -23,6 +23,7 @@ EPILOG = """examples:
   ctxsparse study ... --method oracle_topk --method sink_window:sink=4,window=64 --limit 2   # try 2 samples first
   ctxsparse report results.db --out report/
   ctxsparse study ... --device cuda --batch-size 64            # many samples decoded together per configuration
+  ctxsparse study ... --device cuda --decode-path engine       # ... through ctxsparse.Engine (the default on CUDA)
   ctxsparse study ... --device cuda --executor ray              # one Ray actor per GPU of this machine
   ctxsparse study ... --executor ray --ray-address auto         # join a running Ray cluster
 
@@ -73,6 +74,18 @@ def add_study_options(p: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=int,
         help="samples of a (task, length) decoded together per configuration (default: 1 on CPU, 64 on CUDA)",
+    )
+    p.add_argument(
+        "--decode-path",
+        choices=("auto", "engine", "transformers"),
+        default="auto",
+        help="engine: decode through ctxsparse.Engine (static paged cache, CUDA graphs; Llama, Mistral, Qwen2/3); "
+        "transformers: batched transformers calls; auto (default): the engine on CUDA where it serves the model",
+    )
+    p.add_argument(
+        "--no-fidelity",
+        action="store_true",
+        help="engine path: skip the dense teacher-forced pass that measures KL and top-1 agreement",
     )
     p.add_argument(
         "--calibrate",
@@ -204,7 +217,7 @@ def run_study(
     plan.check_positions(max_positions)
     runner = StudyRunner(
         plan,
-        TransformersBackend(args.device, args.dtype),
+        TransformersBackend(args.device, args.dtype, args.decode_path, args.phase, fidelity=not args.no_fidelity),
         get_task=lambda name: get_task(name, truncate=args.truncate),
         progress=not args.no_progress,
         batch_size=batch_size_for(args),

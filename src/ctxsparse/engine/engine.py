@@ -74,6 +74,8 @@ class Engine:
     same shape to reuse (e.g. to compare methods on one context); it is then not released by close().
     compile: on the batched path, run the model's MLPs and RMSNorms through torch.compile (True: its default
     mode; or a mode name such as 'max-autotune-no-cudagraphs', which compiles for minutes).
+    beyond_positions: allow max_len past the model's positions (as eager transformers calls do; the study's
+    lengths count the prompt's tokens, which may overshoot the nominal length by a few).
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class Engine:
         prefill_chunk: int = 2048,
         cache: PagedKVCache | None = None,
         compile: bool | str = False,
+        beyond_positions: bool = False,
     ) -> None:
         check_family(model)
         if phase not in PHASES:
@@ -102,7 +105,7 @@ class Engine:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}.")
         limit = _positions_limit(model)
-        if limit is not None and max_len > limit:
+        if limit is not None and max_len > limit and not beyond_positions:
             raise ValueError(f"max_len={max_len} exceeds the model's {limit} positions; lower max_len to {limit}.")
         window = getattr(model.config, "sliding_window", None)
         if window is not None and max_len > window:

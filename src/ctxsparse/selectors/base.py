@@ -22,6 +22,9 @@ class SelectionContext:
     sliding windows and unwritten static-cache slots are all folded in here).
     model_key names the model (for per-model files such as calibrations); states holds each selector's
     per-layer state across decoding steps (see `state`).
+    static_k: when set, a host-known bound on every row's budget. Selectors that honour it (static_shapes)
+    size their output to it instead of reading budgets back to the host, and draw random numbers from the
+    device's default generator: no host sync and fixed shapes, so a CUDA graph can capture the call.
     """
 
     query: torch.Tensor
@@ -32,6 +35,7 @@ class SelectionContext:
     num_layers: int = 0
     model_key: str = ""
     states: dict[int, dict[str, Any]] = field(default_factory=dict)
+    static_k: int | None = None
     _scores: torch.Tensor | None = field(default=None, repr=False)
     _probs: torch.Tensor | None = field(default=None, repr=False)
 
@@ -122,6 +126,7 @@ def topk_selection(
     k: torch.Tensor,
     allowed: torch.Tensor | None,
     available: torch.Tensor | None = None,
+    static_k: int | None = None,
 ) -> Selection:
     """Pick the k highest-scoring allowed positions per row.
 
@@ -136,7 +141,10 @@ def topk_selection(
     elif available is None:
         raise ValueError("topk_selection needs `available` counts when `allowed` is None.")
     lengths = torch.minimum(k, available).expand(scores.shape[:3])
-    kmax = min(max(int(lengths.max()) if lengths.numel() else 0, 1), scores.shape[-1])
+    if static_k is not None:  # a host-known bound: no read-back of the budgets
+        kmax = min(max(static_k, 1), scores.shape[-1])
+    else:
+        kmax = min(max(int(lengths.max()) if lengths.numel() else 0, 1), scores.shape[-1])
     idx = torch.topk(scores, kmax, dim=-1, sorted=True).indices  # sorted: a ragged row keeps its best
     return Selection(idx.to(torch.int32), lengths.to(torch.int32))
 
@@ -146,6 +154,11 @@ class Selector(abc.ABC):
 
     granularity: str = "q_head"
     name: str = ""
+    # True when per-layer state indexes the cache as tokens are appended, assuming every row of a batch
+    # appends at the same column (batches of ragged rows then run row by row).
+    incremental_state: bool = False
+    # True when select() honours SelectionContext.static_k (fixed shapes, no host sync: CUDA-graph safe).
+    static_shapes: bool = False
 
     @abc.abstractmethod
     def select(self, ctx: SelectionContext, k: torch.Tensor, exclude: torch.Tensor | None = None) -> Selection:

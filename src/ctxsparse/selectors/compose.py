@@ -52,8 +52,9 @@ class Compose(Selector):
         return concat_selections(parts, (b, h, t))
 
 
-def concat_selections(parts: list[Selection], shape: tuple[int, int, int]) -> Selection:
-    """Join selections slot-wise, packing each row's valid slots to the front."""
+def concat_selections(parts: list[Selection], shape: tuple[int, int, int], static_k: int | None = None) -> Selection:
+    """Join selections slot-wise, packing each row's valid slots to the front (static_k: keep that many slots,
+    a host-known bound on every row's total, instead of reading the largest total back)."""
     if len(parts) == 1:
         return parts[0]
     idx = torch.cat([p.indices.to(torch.int64) for p in parts], dim=-1)
@@ -70,7 +71,7 @@ def concat_selections(parts: list[Selection], shape: tuple[int, int, int]) -> Se
     if weights is not None:
         weights = torch.gather(weights, -1, order)
     lengths = valid.sum(-1)
-    kmax = max(int(lengths.max()), 1)
+    kmax = min(max(static_k, 1), idx.shape[-1]) if static_k is not None else max(int(lengths.max()), 1)
     return Selection(
         idx[..., :kmax].to(torch.int32).contiguous(),
         lengths.to(torch.int32),

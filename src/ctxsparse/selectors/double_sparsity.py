@@ -49,6 +49,7 @@ class DoubleSparsity(Selector):
     granularity: str = "q_head"
     aggregate: str = "prob_sum"
     name = "double_sparsity"
+    incremental_state = True  # indexes the cache as tokens are appended
     _loaded: dict[str, Calibration] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -47,6 +47,7 @@ class LSHSampling(Selector):
     seed: int = 0
     granularity: str = "q_head"
     name = "lsh"
+    incremental_state = True  # hash codes appended for new positions only
 
     def __post_init__(self) -> None:
         for what, value, top in (("bits", self.bits, MAX_BITS), ("tables", self.tables, 1024)):

@@ -20,9 +20,10 @@ class OracleTopK(Selector):
     granularity: str = "q_head"
     aggregate: str = "prob_sum"
     name = "oracle_topk"
+    static_shapes = True
 
     def select(self, ctx: SelectionContext, k: torch.Tensor, exclude: torch.Tensor | None = None) -> Selection:
         scores = ctx.oracle_scores(self.granularity, self.aggregate)
         if exclude is None:  # the scores are already -inf wherever invisible
-            return topk_selection(scores, k, None, ctx.visible_counts())
-        return topk_selection(scores, k, self.allowed(ctx, exclude))
+            return topk_selection(scores, k, None, ctx.visible_counts(), static_k=ctx.static_k)
+        return topk_selection(scores, k, self.allowed(ctx, exclude), static_k=ctx.static_k)

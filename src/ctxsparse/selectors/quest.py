@@ -39,6 +39,7 @@ class Quest(Selector):
     granularity: str = "q_head"
     aggregate: str = "max"
     name = "quest"
+    incremental_state = True  # indexes the cache as tokens are appended
 
     def __post_init__(self) -> None:
         if isinstance(self.page_size, bool) or not isinstance(self.page_size, int) or self.page_size < 1:

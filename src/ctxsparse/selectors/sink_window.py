@@ -21,6 +21,7 @@ class SinkWindow(Selector):
     window: int | None = None
     granularity: str = "q_head"
     name = "sink_window"
+    static_shapes = True
 
     def __post_init__(self) -> None:
         if self.sink < 0 or (self.window is not None and self.window < 0):
@@ -41,4 +42,4 @@ class SinkWindow(Selector):
         pos = torch.arange(n, device=allowed.device, dtype=torch.float32)
         # Sinks outrank window tokens; among window tokens the newest come first.
         priority = torch.where(from_start < self.sink, 2.0 * n - pos, pos)
-        return topk_selection(priority, k, allowed & in_pattern)
+        return topk_selection(priority, k, allowed & in_pattern, static_k=ctx.static_k)

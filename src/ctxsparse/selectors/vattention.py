@@ -70,6 +70,7 @@ class VAttention(Selector):
     seed: int = 0
     granularity: str = "q_head"
     name = "vattention"
+    static_shapes = True  # when its top selector's are too: see graph_ready
 
     def __post_init__(self) -> None:
         for what in ("epsilon", "delta"):
@@ -155,8 +156,8 @@ class VAttention(Selector):
         parts.append(sw)
         taken |= sw.as_mask(n)
         rest = (budget - sw.counts()).clamp_min(0)
-        if int(rest.max()) <= 0:
-            return concat_selections(parts, (b, h, t))
+        if ctx.static_k is None and int(rest.max()) <= 0:
+            return concat_selections(parts, (b, h, t), static_k=ctx.static_k)
         top = self.top.select(ctx, rest, taken)
         residual0 = (allowed & ~taken & ~top.as_mask(n)).sum(-1)
         order, keep, draw = self._split(ctx, sw, top, rest, residual0)
@@ -168,10 +169,16 @@ class VAttention(Selector):
         state = ctx.state(self)
         step = state.get("step", 0)
         state["step"] = step + 1
-        gen = torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + ctx.layer_idx * 7919 + step)
-        noise = torch.rand(residual.shape, generator=gen).to(residual.device)
-        sampled = topk_selection(noise, draw, residual)
+        # Drawn where the cache lives: a host draw of [B, H, Tq, N] plus its copy cost more than the layer's attention.
+        # Under static_k the device's default generator draws (a seeded generator made per call cannot be captured).
+        gen = None
+        if ctx.static_k is None:
+            gen = torch.Generator(device=residual.device).manual_seed(
+                self.seed * 1_000_003 + ctx.layer_idx * 7919 + step
+            )
+        noise = torch.rand(residual.shape, generator=gen, device=residual.device)
+        sampled = topk_selection(noise, draw, residual, static_k=ctx.static_k)
         weight = (size.float() / sampled.counts().clamp_min(1).float()).clamp_min(1.0)
         sampled.weights = weight.unsqueeze(-1).expand(sampled.indices.shape).contiguous()
         parts.append(sampled)
-        return concat_selections(parts, (b, h, t))
+        return concat_selections(parts, (b, h, t), static_k=ctx.static_k)

@@ -120,18 +120,39 @@ def _float_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-class TransformersBackend:
-    """Loads models with ctxsparse.models.load_model on one device and dtype."""
+DECODE_PATHS = ("auto", "engine", "transformers")
 
-    def __init__(self, device: str = "cpu", dtype: str = "auto") -> None:
+
+class TransformersBackend:
+    """Loads models with ctxsparse.models.load_model on one device and dtype.
+
+    decode_path: 'engine' decodes through ctxsparse.Engine (ctxsparse.study.engine_session), 'transformers'
+    through batched transformers calls, 'auto' the engine on CUDA for the families it serves. phase is the
+    study's (the engine prefills the question under 'decode'); fidelity=False skips the engine's dense
+    teacher-forced pass.
+    """
+
+    def __init__(self, device: str = "cpu", dtype: str = "auto", decode_path: str = "auto",
+                 phase: str = "question", fidelity: bool = True) -> None:  # fmt: skip
         from ctxsparse.models import parse_dtype
 
+        if decode_path not in DECODE_PATHS:
+            raise ValueError(f"decode_path must be one of {', '.join(DECODE_PATHS)}; got {decode_path!r}.")
         self.device = device
         self.dtype = dtype
+        self.decode_path, self.phase, self.fidelity = decode_path, phase, fidelity
         self._torch_dtype = parse_dtype(dtype)
 
-    def open(self, model: str) -> TransformersSession:
+    def open(self, model: str) -> TransformersSession | Any:
         from ctxsparse.models import load_model
 
         loaded, tokenizer = load_model(model, device=self.device, dtype=self._torch_dtype)
-        return TransformersSession(loaded, tokenizer)
+        if self.decode_path == "transformers":
+            return TransformersSession(loaded, tokenizer)
+        from ctxsparse.engine.hook import SUPPORTED_FAMILIES
+        from ctxsparse.study.engine_session import EngineSession
+
+        family = getattr(loaded.config, "model_type", "")
+        if self.decode_path == "auto" and (not self.device.startswith("cuda") or family not in SUPPORTED_FAMILIES):
+            return TransformersSession(loaded, tokenizer)
+        return EngineSession(loaded, tokenizer, phase=self.phase, fidelity=self.fidelity)

@@ -42,13 +42,19 @@ def last_logits_only(model: torch.nn.Module) -> dict[str, int]:
     return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
 
-@torch.inference_mode()
-def prefill_context(model: torch.nn.Module, tokenizer: Any, context: str, chat: bool = True) -> Prefilled:
-    """Dense prefill of one context into its own cache (the chat template's opening first when chat=True)."""
+def context_token_ids(tokenizer: Any, context: str, chat: bool = True) -> list[int]:
+    """Token ids of a context as the study prefills it (the chat template's opening first when chat=True)."""
     text = chat_parts(tokenizer)[0] + context if chat else context
     ids = tokenizer(text, add_special_tokens=not chat)["input_ids"]
     if not ids:
         raise ValueError("The context is empty: give a context to prefill (or put the prompt in it).")
+    return list(ids)
+
+
+@torch.inference_mode()
+def prefill_context(model: torch.nn.Module, tokenizer: Any, context: str, chat: bool = True) -> Prefilled:
+    """Dense prefill of one context into its own cache (the chat template's opening first when chat=True)."""
+    ids = context_token_ids(tokenizer, context, chat)
     input_ids = torch.tensor([ids], device=model.device)
     cache = DynamicCache(config=model.config)
     start = time.perf_counter()
@@ -178,7 +184,7 @@ def decode_batch(
                 generated[j].append(token)
                 check = stops[j]
                 done = token in stop_ids or len(generated[j]) >= max_new_tokens[j]
-                if done or (check is not None and check(_text(tokenizer, generated[j], stop_ids))):
+                if done or (check is not None and check(answer_text(tokenizer, generated[j], stop_ids))):
                     active[j] = False
                     finished.append(j)
             if finished:
@@ -186,7 +192,8 @@ def decode_batch(
                 fidelity = _fidelity(sparse, sparse_logits, pres, qs, generated, finished, layout, phase, trace)
                 for j in finished:
                     fid, steps = fidelity.get(j, ({}, None))
-                    yield j, RowResult(generated[j], _text(tokenizer, generated[j], stop_ids), elapsed, fid, steps)
+                    text = answer_text(tokenizer, generated[j], stop_ids)
+                    yield j, RowResult(generated[j], text, elapsed, fid, steps)
             if not any(active):
                 break
             mask = layout.grow()
@@ -203,7 +210,8 @@ def decode_batch(
             step += 1
 
 
-def _text(tokenizer: Any, tokens: list[int], stop_ids: set[int]) -> str:
+def answer_text(tokenizer: Any, tokens: list[int], stop_ids: set[int]) -> str:
+    """The answer as the scorer reads it: stop tokens and special tokens dropped, stripped."""
     return tokenizer.decode([t for t in tokens if t not in stop_ids], skip_special_tokens=True).strip()
 
 
