@@ -112,8 +112,9 @@ def test_report_files(study_db, tmp_path):
     report = write_report(study_db, out)
     for path in (report.markdown, report.csv, report.json, report.html):
         assert path.exists() and path.stat().st_size > 0
-    assert len(report.plots) == 4
-    assert {p.name.split("_vs_")[0] for p in report.plots} == {"accuracy", "retention", "difference", "mass_recall"}
+    assert len(report.plots) == 5
+    names = {p.name.split("_vs_")[0] for p in report.plots}
+    assert names == {"accuracy", "retention", "difference", "mass_recall", "kl"}
     for png in report.plots:
         assert png.read_bytes()[:8] == PNG_SIGNATURE
         image = mpimg.imread(png)
@@ -143,7 +144,7 @@ def test_html_is_self_contained(study_db, tmp_path):
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)""", page, re.I)
     assert "<script" not in page.lower() and "<link" not in page.lower() and "@import" not in page
     sources = re.findall(r'<img[^>]*src="([^"]+)"', page)
-    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == len(report.plots) == 5 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<style>" in page and "oracle_topk @ 10x" in page
 
 
@@ -158,3 +159,13 @@ def test_report_refuses_foreign_and_empty(tmp_path):
         write_report(tmp_path / "empty.db", tmp_path / "out")
     with pytest.raises(FileNotFoundError):
         write_report(tmp_path / "missing.db", tmp_path / "out")
+
+
+def test_no_mass_recall_plot_where_no_row_measured_it(study_db, tmp_path):
+    """The engine path stores KL but no attention mass recall: no empty mass-recall figure is drawn."""
+    import sqlite3
+
+    with sqlite3.connect(study_db) as con:
+        con.execute("UPDATE results SET mass_recall = NULL, density = NULL, output_error = NULL")
+    report = write_report(study_db, tmp_path / "report")
+    assert {p.name.split("_vs_")[0] for p in report.plots} == {"accuracy", "retention", "difference", "kl"}

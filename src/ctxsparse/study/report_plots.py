@@ -1,9 +1,10 @@
-"""Report plots (matplotlib's Agg canvas): accuracy, retention and mass recall against sparsity.
+"""Report plots (matplotlib's Agg canvas): accuracy, retention, difference, mass recall and KL against sparsity.
 
 One PNG per (model, dtype, metric); inside it one panel per (length, task), one line per sparse method,
 and for accuracy the dense result as a dashed horizontal reference with its CI band. The paired difference
 to dense is drawn with its 95% band around a zero line. Where dense scores 0 the retention panel says that
-retention is undefined instead of showing empty axes.
+retention is undefined instead of showing empty axes. Mass recall and KL are plotted only where some sparse
+row measured them (the engine path measures KL but no attention mass recall).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ METRICS = {
     "retention": ("retention", "retention (sparse / dense)"),
     "difference": ("diff", "accuracy − dense (paired, 95% CI)"),
     "mass_recall": ("mass_recall", "attention mass recall"),
+    "kl": ("kl", "KL(dense || sparse) per token"),
 }
+# Plots drawn only when some sparse cell has the metric (the engine path measures no attention mass recall).
+OPTIONAL = {"mass_recall", "kl"}
 
 
 def slug(text: str) -> str:
@@ -66,7 +70,7 @@ def _panel(ax, cells: Sequence[Cell], metric: str, title: str) -> None:
         ax.axhspan(dense.ci_low, dense.ci_high, color="black", alpha=0.06, linewidth=0)
     elif metric in ("retention", "mass_recall"):
         ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0, label="dense")
-    elif metric == "difference":
+    elif metric in ("difference", "kl"):
         ax.axhline(0.0, color="black", linestyle="--", linewidth=1.0, label="dense")
     if sparsities and min(sparsities) > 0 and max(sparsities) / min(sparsities) >= 4:
         ax.set_xscale("log")
@@ -76,6 +80,8 @@ def _panel(ax, cells: Sequence[Cell], metric: str, title: str) -> None:
         ax.minorticks_off()
     if metric == "difference":
         ax.set_ylim(-1.03, 1.03)
+    elif metric == "kl":
+        ax.set_ylim(bottom=0.0)
     elif metric != "retention":
         ax.set_ylim(-0.03, 1.03)
     ax.set_title(title, fontsize=10)
@@ -117,12 +123,14 @@ def plot_metric(cells: Sequence[Cell], metric: str, path: Path, title: str) -> P
 
 
 def write_plots(cells: Sequence[Cell], out_dir: Path) -> list[Path]:
-    """All report plots; returns their paths (accuracy, retention, mass recall per model)."""
+    """All report plots; returns their paths (accuracy, retention, difference, mass recall, KL per model)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for (model, dtype), members in groups_by_model(cells).items():
         name = slug(model) + ("" if dtype == "auto" else f"-{slug(dtype)}")
-        for metric, (_, ylabel) in METRICS.items():
+        for metric, (attr, ylabel) in METRICS.items():
+            if metric in OPTIONAL and not any(getattr(c, attr) is not None for c in members if not c.is_dense):
+                continue
             title = f"{model}: {ylabel} vs sparsity"
             paths.append(plot_metric(members, metric, out_dir / f"{metric}_vs_sparsity-{name}.png", title))
     return paths
