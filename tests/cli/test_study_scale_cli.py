@@ -85,3 +85,21 @@ def test_demo_writes_into_ctxsparse_demo_and_fits_its_budget(tmp_path, capsys, m
     assert main([*DEMO, "--samples", "2", "--budget-s", "3600"]) == 0
     assert "2 sample(s) per cell" in capsys.readouterr().out
     assert len(sqlite3.connect(db).execute("SELECT * FROM results").fetchall()) == 10
+
+
+def test_study_through_the_engine_path(tmp_path, capsys):
+    """--decode-path engine: the study's rows come from ctxsparse.Engine (here on the CPU), with KL measured."""
+    db = tmp_path / "e.db"
+    argv = ["study", *GRID, "--methods", "dense;oracle_topk", "--batch-size", "2", "--decode-path", "engine"]
+    assert main([*argv, "--db", str(db)]) == 0
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT method, kl, mass_recall FROM results").fetchall()
+    assert rows and {r[0] for r in rows} == {"dense", "oracle_topk"}
+    assert all(kl is not None and mass is None for method, kl, mass in rows if method == "oracle_topk")
+
+
+def test_unknown_decode_path_is_an_argument_error(tmp_path, capsys, no_model_loads):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", *GRID, "--decode-path", "fast", "--db", str(tmp_path / "x.db")])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'fast'" in capsys.readouterr().err
