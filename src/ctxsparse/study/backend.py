@@ -3,8 +3,8 @@
 The runner only needs three things per model (prefill a context, decode one configuration from that
 prefill, report the model's context limit), so tests can drive it with a fake backend and no model.
 A session may also offer decode_many (several prefilled samples under one configuration, rows yielded as
-they finish): the batched study path. TransformersSession implements it with batched transformers calls;
-a session on the CUDA decode engine can implement the same two methods and slot in unchanged.
+they finish): the batched study path. TransformersSession implements it with batched transformers calls,
+EngineSession (ctxsparse.study.engine_session) with ctxsparse.Engine; TransformersBackend picks one.
 """
 
 from __future__ import annotations
@@ -60,10 +60,22 @@ class Backend(Protocol):
     def open(self, model: str) -> ModelSession: ...
 
 
-class TransformersSession:
-    """A transformers model and tokenizer, decoded through ctxsparse.study.batched_decode (one row or many)."""
+class BatchedSession:
+    """Sessions whose decode() is decode_many() over a batch of one (they also take stop_when)."""
 
     accepts_stop_when = True
+
+    def decode(
+        self, prefilled: Prefilled, sample: Any, config: Config, stop_when: Callable[[str], bool] | None = None
+    ) -> DecodeOutcome:
+        """One sample under one configuration (a batch of one)."""
+        # Run the generator to its end, so any decoding session it opened is left before this returns.
+        [(_, outcome)] = list(self.decode_many([prefilled], [sample], config, [stop_when]))
+        return outcome
+
+
+class TransformersSession(BatchedSession):
+    """A transformers model and tokenizer, decoded through ctxsparse.study.batched_decode (one row or many)."""
 
     def __init__(self, model: Any, tokenizer: Any) -> None:
         self.model = model
@@ -76,14 +88,6 @@ class TransformersSession:
         start = time.perf_counter()
         pre = prefill_context(self.model, self.tokenizer, sample.context, chat=sample.chat)
         return Prefilled(pre, int(pre.input_ids.shape[-1]), time.perf_counter() - start)
-
-    def decode(
-        self, prefilled: Prefilled, sample: Any, config: Config, stop_when: Callable[[str], bool] | None = None
-    ) -> DecodeOutcome:
-        """One sample under one configuration (a batch of one)."""
-        # Run the generator to its end, so its sparse-decoding session is left before this returns.
-        [(_, outcome)] = list(self.decode_many([prefilled], [sample], config, [stop_when]))
-        return outcome
 
     def decode_many(
         self,

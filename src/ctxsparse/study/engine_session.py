@@ -24,7 +24,7 @@ from ctxsparse.budget import Budget
 from ctxsparse.engine.forced import ForcedRun, run_forced
 from ctxsparse.fidelity import kl_divergence, top1_agreement
 from ctxsparse.generation import question_token_ids
-from ctxsparse.study.backend import DENSE_FIDELITY, FIDELITY_KEYS, DecodeOutcome, Prefilled
+from ctxsparse.study.backend import DENSE_FIDELITY, FIDELITY_KEYS, BatchedSession, DecodeOutcome, Prefilled
 from ctxsparse.study.batched_decode import answer_text, context_token_ids, stop_token_ids
 from ctxsparse.study.plan import Config
 
@@ -45,15 +45,13 @@ class SampleTokens:
     hf: Any = None  # its transformers prefill, made only for configurations the engine would run row by row
 
 
-class EngineSession:
+class EngineSession(BatchedSession):
     """A model served by ctxsparse.Engine for the study (decode_many), its rows in one shared cache.
 
     rows: the most samples decoded at once (larger batches are decoded in parts). phase: the study's phase
     (under 'decode' the question is prefilled with the context). fidelity: compare sparse rows with a dense
     teacher-forced pass (KL, top-1 agreement); False skips that pass.
     """
-
-    accepts_stop_when = True
 
     def __init__(self, model: Any, tokenizer: Any, rows: int = 256, phase: str = "question",
                  fidelity: bool = True) -> None:  # fmt: skip
@@ -83,11 +81,6 @@ class EngineSession:
         pre = Prefilled(tokens, len(tokens.context), 0.0)
         tokens.prefilled.append(pre)
         return pre
-
-    def decode(self, prefilled: Prefilled, sample: Any, config: Config,
-               stop_when: Callable[[str], bool] | None = None) -> DecodeOutcome:  # fmt: skip
-        [(_, outcome)] = list(self.decode_many([prefilled], [sample], config, [stop_when]))
-        return outcome
 
     def decode_many(
         self,
