@@ -210,3 +210,16 @@ def test_forced_run_refuses_bad_rows(tiny):
             run_forced(engine, [30, 4], [[1, 2], [1]], [4, 2])
         with pytest.raises(ValueError, match="max_batch=2"):
             run_forced(engine, [4, 4, 4], [[1]] * 3, [1] * 3)
+
+
+def test_auto_takes_the_engine_only_where_it_serves_the_model(tiny):
+    from ctxsparse.study.backend import engine_problem
+
+    model, _ = tiny
+    assert "not on a CUDA device" in engine_problem(model)
+    cfg = AutoConfig.for_model("llama", hidden_size=128, num_hidden_layers=1, num_attention_heads=4,
+                               num_key_value_heads=2, head_dim=64, intermediate_size=256, vocab_size=512)  # fmt: skip
+    cfg.sliding_window = 256
+    assert "sliding window" in engine_problem(AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16))
+    gemma, _ = load_model("random:tiny-gemma", dtype="float32")
+    assert "not 'gemma'" in engine_problem(gemma)

@@ -131,7 +131,7 @@ class TransformersBackend:
     """Loads models with ctxsparse.models.load_model on one device and dtype.
 
     decode_path: 'engine' decodes through ctxsparse.Engine (ctxsparse.study.engine_session), 'transformers'
-    through batched transformers calls, 'auto' the engine on CUDA for the families it serves. phase is the
+    through batched transformers calls, 'auto' the engine unless engine_problem() names a reason. phase is the
     study's (the engine prefills the question under 'decode'); fidelity=False skips the engine's dense
     teacher-forced pass.
     """
@@ -153,10 +153,29 @@ class TransformersBackend:
         loaded, tokenizer = load_model(model, device=self.device, dtype=self._torch_dtype)
         if self.decode_path == "transformers":
             return TransformersSession(loaded, tokenizer)
-        from ctxsparse.engine.hook import SUPPORTED_FAMILIES
         from ctxsparse.study.engine_session import EngineSession
 
-        family = getattr(loaded.config, "model_type", "")
-        if self.decode_path == "auto" and (not self.device.startswith("cuda") or family not in SUPPORTED_FAMILIES):
+        if self.decode_path == "auto" and engine_problem(loaded) is not None:
             return TransformersSession(loaded, tokenizer)
         return EngineSession(loaded, tokenizer, phase=self.phase, fidelity=self.fidelity)
+
+
+def engine_problem(model: Any) -> str | None:
+    """Why decode_path='auto' does not take the engine for this model, or None when it does: it takes a CUDA
+    model of a family the engine serves, with no sliding window (the engine applies none), in a dtype and
+    head size its kernels take."""
+    from ctxsparse.engine.fast import fast_path_problem
+    from ctxsparse.engine.hook import SUPPORTED_FAMILIES
+    from ctxsparse.selectors import Dense
+
+    cfg = model.config
+    family = getattr(cfg, "model_type", "")
+    if family not in SUPPORTED_FAMILIES:
+        return f"the engine serves {', '.join(SUPPORTED_FAMILIES)}, not {family!r}"
+    if getattr(cfg, "sliding_window", None) is not None:
+        return "the model attends within a sliding window, which the engine does not apply"
+    param = next(model.parameters())
+    if param.device.type != "cuda":
+        return "the model is not on a CUDA device"
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return fast_path_problem(Dense(), param.device, param.dtype, head_dim)
