@@ -89,7 +89,8 @@ class EngineSession(BatchedSession):
         config: Config,
         stop_when: Sequence[Callable[[str], bool] | None] | None = None,
     ) -> Iterator[tuple[int, DecodeOutcome]]:
-        """Decode the samples together under config; yields (index, outcome) for every sample."""
+        """Decode the samples together under config; yields (index, outcome) for every sample, once its batch
+        (decoded in lockstep) and the batch's dense teacher pass are done, a second or so on a GPU."""
         if self._row_by_row(config):
             self.modes[config.label()] = "transformers (batched)"
             yield from self._transformers_decode(prefilled, samples, config, stop_when)
