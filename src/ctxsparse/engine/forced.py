@@ -4,6 +4,9 @@ Row b's first len(feeds[b]) inputs are given (its question tokens, say); after t
 greedy tokens. All rows advance in lockstep, one token per step, so rows with questions of different
 lengths share every batched (CUDA-graph) step: the step's input is `where(step < feed length, feed, last
 greedy token)`, computed on the device. The output of step feeds[b]-1 is row b's first answer token.
+Where the engine has no batched step for the selector but one select() can serve all rows (batch_select),
+the feeds go as one block instead (each row's own, right-padded; no real token sees the padding), then
+fixed-shape steps follow, captured in a CUDA graph on a GPU when the selector honours static_k.
 
 Rows end at a stop token, at their token cap, or when stop_when (a test on the answer so far) says so; the
 host checks every `check_every` steps (one sync) and cuts each answer where it ended, so the answers do not
