@@ -52,3 +52,20 @@ def test_score_kernels_mask_items_past_each_rows_length():
     for row, pages in enumerate((6, 6, 2, 2)):  # ceil(21 / 4) and ceil(7 / 4) pages hold a visible token
         assert torch.equal(pages_masked[row, :pages], pages_full[row, :pages])
         assert bool((pages_masked[row, pages:] == float("-inf")).all())
+
+
+def test_key_scores_per_query_head_keep_each_heads_logits():
+    """aggregate 'none': one row per query head (b * Hq + h), each its own scaled logits, -inf past the length."""
+    gen = torch.Generator().manual_seed(4)
+    q = torch.randn(2, 6, 64, generator=gen).bfloat16()
+    keys = torch.randn(2, 90, 2, 64, generator=gen).bfloat16()
+    out = torch.empty(12, 90)
+    launch_key_scores(q, keys, out, None, 0.125, "none", lengths=torch.tensor([40, 89], dtype=torch.int32),
+                      length_add=1)  # fmt: skip
+    logits = torch.einsum("bhgd,bnhd->bhgn", q.float().view(2, 2, 3, 64), keys.float()) * 0.125
+    want = logits.reshape(12, 90)
+    visible = torch.arange(90) < torch.tensor([41] * 6 + [90] * 6).view(-1, 1)
+    assert torch.allclose(out[visible], want[visible], atol=1e-4, rtol=1e-4)
+    assert bool((out[~visible] == float("-inf")).all())
+    with pytest.raises(ValueError, match="hist=None"):
+        launch_key_scores(q, keys, out, torch.zeros(12, 256, dtype=torch.int32), 0.125, "none")

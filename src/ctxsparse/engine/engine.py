@@ -137,7 +137,7 @@ class Engine:
         self.mode = self._pick_mode(graphs, shape)
         extra = 0
         if self.mode != "rows":
-            extra = step_buffer_bytes(shape, self.selector, self.budget, cfg.vocab_size)
+            extra = step_buffer_bytes(shape, self.selector, self.budget, cfg.vocab_size, cfg.num_attention_heads)
         if cache is not None and cache.shape != shape:
             raise ValueError(f"cache= must have this engine's shape {shape}; got {cache.shape}.")
         if cache is None:

@@ -1,8 +1,9 @@
 """The batched decode path: which methods it serves, what its buffers cost, and the step per (batch, k).
 
 The dense method reads every token (FlashInfer, else Triton); sparse methods with a GPU pipeline are
-OracleTopK, DoubleSparsity and Quest per GQA group (granularity='kv_head') and SinkWindow. Anything
-else runs on the engine's reference path (row by row through the selector).
+OracleTopK, DoubleSparsity and Quest per GQA group (granularity='kv_head'), SinkWindow, and VAttention per
+query head with its exact top-k. Anything else runs on the engine's reference path (row by row through the
+selector).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from ctxsparse.engine.rms_norm import fast_norms
 from ctxsparse.engine.rotary import fast_rotary
 from ctxsparse.engine.sparse_gpu import SinkWindowStep, SparseStep
 from ctxsparse.engine.step import DecodeStep
+from ctxsparse.engine.vattention_gpu import VAttentionStep, sink_window_only, vattention_problem
 from ctxsparse.models import model_key
-from ctxsparse.selectors import Dense, DoubleSparsity, OracleTopK, Quest, SinkWindow
+from ctxsparse.selectors import Dense, DoubleSparsity, OracleTopK, Quest, SinkWindow, VAttention
 from ctxsparse.selectors.base import Selector
 
 
@@ -45,8 +47,11 @@ def method_problem(selector: Selector) -> str | None:
     name = type(selector).__name__
     if isinstance(selector, (Dense, SinkWindow)):
         return None
+    if isinstance(selector, VAttention):
+        return vattention_problem(selector)
     if not isinstance(selector, (OracleTopK, DoubleSparsity, Quest)):
-        return f"{name} has no GPU pipeline (the engine's are OracleTopK, DoubleSparsity, Quest, SinkWindow)"
+        pipelines = "OracleTopK, DoubleSparsity, Quest, SinkWindow, VAttention"
+        return f"{name} has no GPU pipeline (the engine's are {pipelines})"
     if selector.granularity != "kv_head":
         return f"{name}'s GPU pipeline selects per GQA group: use granularity='kv_head'"
     if isinstance(selector, (OracleTopK, DoubleSparsity)) and selector.aggregate not in GROUP_AGGREGATES:
@@ -67,7 +72,8 @@ def fast_path_problem(selector: Selector, device: torch.device, dtype: torch.dty
     return method_problem(selector)
 
 
-def step_buffer_bytes(shape: CacheShape, selector: Selector, budget: Budget, vocab: int) -> int:
+def step_buffer_bytes(shape: CacheShape, selector: Selector, budget: Budget, vocab: int,
+                      num_q_heads: int | None = None) -> int:  # fmt: skip
     """A bound on the batched path's buffers beyond the cache: indexer state, scores, top-k lists, logits."""
     item = torch.finfo(shape.dtype).bits // 8
     tokens = shape.max_batch * shape.num_kv_heads * shape.capacity  # (row, kv head, slot) triples
@@ -75,6 +81,9 @@ def step_buffer_bytes(shape: CacheShape, selector: Selector, budget: Budget, voc
     if isinstance(selector, Dense | SinkWindow):
         return total
     scores = tokens * (2 + 2 + 4)  # scores and the top-k's candidate values and indices
+    if isinstance(selector, VAttention):  # per (row, query head, slot): float32 logits and variates (and a
+        # temporary), a mask byte, and two top-k candidate lists of float32 values and int32 indices
+        return total + shape.max_batch * (num_q_heads or shape.num_kv_heads) * shape.capacity * 32
     if isinstance(selector, OracleTopK):
         return total + scores
     if isinstance(selector, DoubleSparsity):
@@ -118,6 +127,12 @@ class FastDecode:
             return cls(*args, self.scale)
         if isinstance(sel, SinkWindow):
             return SinkWindowStep(sel, *args, k)
+        if isinstance(sel, VAttention):
+            if sink_window_only(sel, k):  # no room past sink and window: exactly SinkWindow's tokens
+                step = SinkWindowStep(SinkWindow(sel.sink, sel.window), *args, k)
+                step.name = f"vattention pipeline (k={k}: sink and window only)"
+                return step
+            return VAttentionStep(sel, *args, k)
         if isinstance(sel, OracleTopK):
             indexer = OracleIndexer(sel, *args)
         elif isinstance(sel, DoubleSparsity):

@@ -51,6 +51,57 @@ def required_samples(rho: float, epsilon: float, delta: float) -> int:
     return math.ceil(rho * rho * math.log(2.0 / delta) / (2.0 * epsilon * epsilon))
 
 
+def split_budget(
+    sw_logits: torch.Tensor,
+    top_logits: torch.Tensor,
+    top_count: torch.Tensor,
+    rest: torch.Tensor,
+    residual0: torch.Tensor,
+    epsilon: float,
+    delta: float,
+    min_samples: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The Hoeffding split of the module docstring, on device tensors (no host sync; shared with the engine's
+    GPU pipeline).
+
+    sw_logits [B, H, g', Tq, s] and top_logits [B, H, g', Tq, k]: exact scaled logits of the sink/window and of
+    the top selector's slots (-inf where a slot is invalid; g' the query heads of a group at kv_head, else 1);
+    top_count, rest, residual0 [B, H, Tq]: valid top slots, the budget left after sink and window, and the
+    residual's size outside both. Returns the top slots' order by logit [B, H, Tq, k], how many of them to keep
+    and how many residual samples to draw ([B, H, Tq]).
+    """
+    order = torch.argsort(top_logits.amax(2), dim=-1, descending=True, stable=True)
+    top_logits = top_logits.gather(-1, order.unsqueeze(2).expand_as(top_logits))
+    m = torch.cat([sw_logits, top_logits], dim=-1).amax(-1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    terms = torch.exp(top_logits - m)  # 0 on invalid slots, which sort last
+    a_sw = torch.exp(sw_logits - m).sum(-1, keepdim=True)
+    a = torch.cat([a_sw, a_sw + terms.cumsum(-1)], dim=-1)  # A_t for t = 0..k
+    count = top_count.unsqueeze(2).unsqueeze(-1)  # [B, H, 1, Tq, 1]
+    smallest = terms.masked_fill(terms <= 0, math.inf).amin(-1, keepdim=True)
+    smallest = torch.where(torch.isfinite(smallest), smallest, torch.zeros_like(smallest))
+    suffix = terms.flip(-1).cummax(-1).values.flip(-1)
+    x = torch.maximum(torch.cat([suffix, torch.zeros_like(a_sw)], dim=-1), smallest)  # X_t
+    steps = torch.arange(top_logits.shape[-1] + 1, device=a.device).view(1, 1, 1, 1, -1)
+    size = residual0.unsqueeze(2).unsqueeze(-1) + count - steps  # M_t
+    samples = torch.minimum(rest.unsqueeze(2).unsqueeze(-1) - steps, size)  # n_t
+    rho = torch.where(a > 0, size * x / a.clamp_min(1e-38), math.inf)
+    spread = math.sqrt(math.log(2.0 / delta) / 2.0)
+    eps = rho * spread / samples.clamp_min(1).sqrt()
+    eps = torch.where(samples >= size, 0.0, torch.where(samples <= 0, math.inf, eps))
+    eps = eps.amax(2)  # worst head of a kv group
+    size, samples = size[:, :, 0], samples[:, :, 0]
+    possible = steps[:, :, 0] <= count[:, :, 0]
+    enough = samples >= torch.minimum(size, torch.full_like(size, min_samples))
+    feasible = possible & enough & (eps <= epsilon)
+    eps = eps.masked_fill(~possible, math.inf)
+    best = (eps == eps.amin(-1, keepdim=True)) & possible
+    idx = steps[:, :, 0].expand_as(eps)
+    keep = torch.where(feasible.any(-1), (idx * feasible).amax(-1), (idx * best).amax(-1))
+    draw = samples.gather(-1, keep.unsqueeze(-1)).squeeze(-1).clamp_min(0)
+    return order, keep, draw
+
+
 @dataclass
 class VAttention(Selector):
     """Sink + window + top-k (exact) plus importance-weighted uniform samples of the residual.
@@ -110,37 +161,8 @@ class VAttention(Selector):
         self, ctx: SelectionContext, sw: Selection, top: Selection, rest: torch.Tensor, residual0: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Order of the top slots, how many of them to keep ([B, H, Tq]) and the samples to draw."""
-        sw_logits, top_logits = self._logits(ctx, sw), self._logits(ctx, top)
-        order = torch.argsort(top_logits.amax(2), dim=-1, descending=True, stable=True)
-        top_logits = top_logits.gather(-1, order.unsqueeze(2).expand_as(top_logits))
-        m = torch.cat([sw_logits, top_logits], dim=-1).amax(-1, keepdim=True)
-        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-        terms = torch.exp(top_logits - m)  # 0 on invalid slots, which sort last
-        a_sw = torch.exp(sw_logits - m).sum(-1, keepdim=True)
-        a = torch.cat([a_sw, a_sw + terms.cumsum(-1)], dim=-1)  # A_t for t = 0..k
-        count = top.counts().unsqueeze(2).unsqueeze(-1)  # [B, H, 1, Tq, 1]
-        smallest = terms.masked_fill(terms <= 0, math.inf).amin(-1, keepdim=True)
-        smallest = torch.where(torch.isfinite(smallest), smallest, torch.zeros_like(smallest))
-        suffix = terms.flip(-1).cummax(-1).values.flip(-1)
-        x = torch.maximum(torch.cat([suffix, torch.zeros_like(a_sw)], dim=-1), smallest)  # X_t
-        steps = torch.arange(top.k + 1, device=a.device).view(1, 1, 1, 1, -1)
-        size = residual0.unsqueeze(2).unsqueeze(-1) + count - steps  # M_t
-        samples = torch.minimum(rest.unsqueeze(2).unsqueeze(-1) - steps, size)  # n_t
-        rho = torch.where(a > 0, size * x / a.clamp_min(1e-38), math.inf)
-        spread = math.sqrt(math.log(2.0 / self.delta) / 2.0)
-        eps = rho * spread / samples.clamp_min(1).sqrt()
-        eps = torch.where(samples >= size, 0.0, torch.where(samples <= 0, math.inf, eps))
-        eps = eps.amax(2)  # worst head of a kv group
-        size, samples = size[:, :, 0], samples[:, :, 0]
-        possible = steps[:, :, 0] <= count[:, :, 0]
-        enough = samples >= torch.minimum(size, torch.full_like(size, self.min_samples))
-        feasible = possible & enough & (eps <= self.epsilon)
-        eps = eps.masked_fill(~possible, math.inf)
-        best = (eps == eps.amin(-1, keepdim=True)) & possible
-        idx = steps[:, :, 0].expand_as(eps)
-        keep = torch.where(feasible.any(-1), (idx * feasible).amax(-1), (idx * best).amax(-1))
-        draw = samples.gather(-1, keep.unsqueeze(-1)).squeeze(-1).clamp_min(0)
-        return order, keep, draw
+        return split_budget(self._logits(ctx, sw), self._logits(ctx, top), top.counts(), rest, residual0,
+                            self.epsilon, self.delta, self.min_samples)  # fmt: skip
 
     def select(self, ctx: SelectionContext, k: torch.Tensor, exclude: torch.Tensor | None = None) -> Selection:
         allowed = self.allowed(ctx, exclude)
