@@ -4,8 +4,8 @@ Grid: tasks the model solves densely at least sometimes (niah_single, niah_singl
 niah_multivalue, niah_multiquery, fwe, agentic) at 4K, 2K and 8K tokens (4K first: the throughput target
 is stated there); dense, oracle top-k, Double Sparsity, Quest, vAttention and sink+window at 10x, 20x,
 50x, 100x; --samples per cell. Oracle top-k, Double Sparsity and Quest select per GQA group
-(granularity=kv_head: the engine's GPU pipelines); vAttention selects per query head, through the engine's
-batched select.
+(granularity=kv_head: the engine's GPU pipelines); vAttention selects per query head, on its own pipeline
+(earlier runs took the engine's batched select: gpu-study.json's decode_modes say which).
 
 Resumable: every row is committed as it finishes, and a run stops starting work at --budget-s, so the grid
 can be finished over several invocations on one database. Each invocation appends its stages (rows
@@ -164,7 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     backend = LoadedOnce(TransformersBackend(args.device, args.dtype, args.decode_path,
                                              fidelity=not args.no_fidelity))  # fmt: skip
     families = {t: default_get_task(t) for t in args.tasks.split(",")}
-    command = "benchmarks/gpu_study.sh " + " ".join(argv if argv is not None else sys.argv[1:])
+    given = list(argv if argv is not None else sys.argv[1:])
+    if "--out-dir" in given:  # where this host kept the files says nothing about the study
+        at = given.index("--out-dir")
+        del given[at : at + 2]
+    command = "benchmarks/gpu_study.sh " + " ".join(given)
     load_start = time.perf_counter()
     session = backend.open(args.model)
     print(f"{device}: model loaded in {time.perf_counter() - load_start:.1f}s ({type(session).__name__})", flush=True)
@@ -172,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         if time.monotonic() >= deadline:
             break
         stage = run_stage(args, plan_for(args, [length]), backend, families, db, deadline)
-        stage.update(device=device, at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        stage.update(device=device, at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     decode_modes=dict(getattr(session, "modes", {})))  # fmt: skip
         with open(folder / "stages.jsonl", "a", encoding="utf-8") as log:
             log.write(json.dumps(stage) + "\n")
         print(f"  stage {stage}", flush=True)

@@ -41,6 +41,8 @@ RANDOM_SHAPES: dict[str, RandomShape] = {
     "tiny-gemma": RandomShape("gemma", 64, 2, 4, 1, 16, 128, None, 8192),
     # head_dim 64: a size the GPU decode kernels take, for quick runs of the engine's batched path
     "small-llama": RandomShape("llama", 256, 4, 4, 2, 64, 512, None, 8192),
+    # the embedded model's shape (SmolLM2-135M: 30 layers, 9 query and 3 kv heads of 64), for speed work
+    "smollm2-135m": RandomShape("llama", 576, 30, 9, 3, 64, 1536, 49152, 8192, 100000.0),
     "llama-3.1-8b": RandomShape("llama", 4096, 32, 32, 8, 128, 14336, 128256, 131072, 500000.0),
     "qwen3-8b": RandomShape("qwen3", 4096, 36, 32, 8, 128, 12288, 151936, 40960, 1000000.0),
 }
