@@ -36,7 +36,7 @@ def _reference(selector: VAttention, cache: PagedKVCache, q: torch.Tensor, k: in
     """The selector's own select() over the same keys, every row's budget k, drawing from the same generator."""
     b, cap = q.shape[0], cache.shape.capacity
     keys = cache.rows(0)[0][:b].transpose(1, 2).float()  # [B, Hkv, cap, D]
-    visible = torch.arange(cap).view(1, -1) <= cache.lengths[:b].view(-1, 1).long()
+    visible = torch.arange(cap, device=q.device).view(1, -1) <= cache.lengths[:b].view(-1, 1).long()
     ctx = SelectionContext(query=q.float().unsqueeze(2), keys=keys, visible=visible.view(b, 1, 1, cap), scale=0.125,
                            num_layers=1, static_k=k)  # fmt: skip
     torch.manual_seed(seed)
