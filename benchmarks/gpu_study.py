@@ -78,6 +78,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--decode-path", default="engine", choices=("auto", "engine", "transformers"))
     p.add_argument("--no-fidelity", action="store_true", help="skip the dense teacher-forced pass (KL, top-1)")
+    p.add_argument(
+        "--dense-tensor-cores",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="FlashInfer's switch for dense decode: auto times both and keeps the faster; on/off pins it",
+    )
     p.add_argument("--report", action="store_true", help="write the report even if the grid is not complete")
     return p.parse_args(argv)
 
@@ -161,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     db = folder / "results.db"
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    pinned = {"auto": None, "on": True, "off": False}[args.dense_tensor_cores]
     backend = LoadedOnce(TransformersBackend(args.device, args.dtype, args.decode_path,
-                                             fidelity=not args.no_fidelity))  # fmt: skip
+                                             fidelity=not args.no_fidelity, dense_tensor_cores=pinned))  # fmt: skip
     families = {t: default_get_task(t) for t in args.tasks.split(",")}
     given = list(argv if argv is not None else sys.argv[1:])
     if "--out-dir" in given:  # where this host kept the files says nothing about the study

@@ -103,8 +103,9 @@ def main() -> None:
         print(f"{r['config']:40s} {r['mode'][:42]:42s} {r['batch_s']:8.3f} {r['ms_per_call']:8.2f}")
     out = Path(args.out) if args.out else RESULTS / f"vattention-step-{datetime.now(timezone.utc):%Y-%m-%d}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"device": device, "command": "python benchmarks/vattention_step.py", "args": {k: v for k, v in vars(args).items() if k != "out"},
-              "rows": rows, "versions": versions(), "at": datetime.now(timezone.utc).isoformat()}  # fmt: skip
+    settings = {k: v for k, v in vars(args).items() if k != "out"}
+    record = {"device": device, "command": "python benchmarks/vattention_step.py", "args": settings, "rows": rows,
+              "versions": versions(), "at": datetime.now(timezone.utc).isoformat()}  # fmt: skip
     out.write_text(json.dumps(record, indent=2))
     print(f"wrote {out}")
 

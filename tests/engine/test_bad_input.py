@@ -95,3 +95,13 @@ def test_an_exception_mid_step_leaves_the_model_usable(llama):
     assert torch.equal(model(input_ids=ids).logits, before)
     engine.close()
     assert engine.cache.k.numel() == 0
+
+
+def test_dense_tensor_cores_takes_none_true_or_false():
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.for_model("llama", hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
+                               num_key_value_heads=2, head_dim=16, intermediate_size=128, vocab_size=128)  # fmt: skip
+    model = AutoModelForCausalLM.from_config(cfg).eval()
+    with pytest.raises(ValueError, match="dense_tensor_cores must be None"):
+        Engine(model, None, dense_tensor_cores="on")

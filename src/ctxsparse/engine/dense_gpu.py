@@ -3,8 +3,9 @@
 FlashInfer runs in its CUDA-graph mode: its page lists live in fixed device buffers, and plan() (host work
 from the host's copy of the row lengths, no device sync) refreshes them before each replay. Both of its
 decode configurations (with and without tensor cores) are timed on the real cache once and the faster
-one is kept. Without FlashInfer the project's Triton sparse decode kernel reads every visible token
-(an index list 0 .. N-1 with per-row lengths on the device).
+one is kept, unless the caller pins one (their bf16 rounding differs, and a timing near a tie may pick either,
+so pinning makes runs repeat exactly). Without FlashInfer the project's Triton sparse decode kernel reads
+every visible token (an index list 0 .. N-1 with per-row lengths on the device).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class FlashInferDenseStep:
     """FlashInfer batch decode over each row's pages, planned per step from host lengths, captured in graphs."""
 
     @engine_mode()
-    def __init__(self, cache: PagedKVCache, batch: int, num_q_heads: int, scale: float) -> None:
+    def __init__(self, cache: PagedKVCache, batch: int, num_q_heads: int, scale: float,
+                 tensor_cores: bool | None = None) -> None:  # fmt: skip
         import flashinfer
 
         self.cache, self.batch, self.num_q_heads, self.scale = cache, batch, num_q_heads, scale
@@ -47,7 +49,7 @@ class FlashInferDenseStep:
                 paged_kv_indices_buffer=torch.zeros(batch * ppr, dtype=torch.int32, device=dev),
                 paged_kv_last_page_len_buffer=torch.zeros(batch, dtype=torch.int32, device=dev),
             )
-        self.tensor_cores: bool | None = None
+        self.tensor_cores: bool | None = tensor_cores  # None: timed at the first step
         self.timings_us: dict[str, float] = {}
         self._planned: torch.cuda.Event | None = None
 

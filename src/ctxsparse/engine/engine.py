@@ -76,6 +76,9 @@ class Engine:
     mode; or a mode name such as 'max-autotune-no-cudagraphs', which compiles for minutes).
     beyond_positions: allow max_len past the model's positions (as eager transformers calls do; the study's
     lengths count the prompt's tokens, which may overshoot the nominal length by a few).
+    dense_tensor_cores: FlashInfer's tensor-core switch for dense decode steps. None (default) times both
+    configurations on the real cache and keeps the faster; True or False pins one, so that repeated runs give
+    the same tokens (the two round differently in bf16, and a near tie in timing may pick either).
     """
 
     def __init__(
@@ -94,12 +97,15 @@ class Engine:
         cache: PagedKVCache | None = None,
         compile: bool | str = False,
         beyond_positions: bool = False,
+        dense_tensor_cores: bool | None = None,
     ) -> None:
         check_family(model)
         if phase not in PHASES:
             raise ValueError(f"phase must be one of {PHASES}; got {phase!r}.")
         if graphs not in (True, False, "auto"):
             raise ValueError(f"graphs must be True, False or 'auto'; got {graphs!r}.")
+        if dense_tensor_cores not in (None, True, False):
+            raise ValueError(f"dense_tensor_cores must be None (time both), True or False; got {dense_tensor_cores!r}.")
         for name, value in (("max_batch", max_batch), ("max_len", max_len), ("page_size", page_size),
                             ("prefill_chunk", prefill_chunk)):  # fmt: skip
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -149,7 +155,7 @@ class Engine:
             raise TypeError(f"compile must be True, False or a torch.compile mode name; got {compile!r}.")
         mode = None if compile is False else ("default" if compile is True else compile)
         self.fast = FastDecode(model, self.cache, self.selector, self.budget, graphs=self.mode == "graph",
-                               compile_mode=mode)  # fmt: skip
+                               compile_mode=mode, dense_tensor_cores=dense_tensor_cores)  # fmt: skip
         if mode is not None and self.mode == "rows":
             self.notes.append("compile= applies to the batched path only; the reference path runs uncompiled")
         self._attend = self.rows

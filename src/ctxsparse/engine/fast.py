@@ -97,8 +97,10 @@ class FastDecode:
     """Batched decode steps on the device's kernels, captured in a CUDA graph per (batch, k) when `graphs`."""
 
     def __init__(self, model: torch.nn.Module, cache: PagedKVCache, selector: Selector, budget: Budget,
-                 graphs: bool, compile_mode: str | None = None) -> None:  # fmt: skip
+                 graphs: bool, compile_mode: str | None = None,
+                 dense_tensor_cores: bool | None = None) -> None:  # fmt: skip
         self.model, self.cache, self.selector, self.budget, self.graphs = model, cache, selector, budget, graphs
+        self.dense_tensor_cores = dense_tensor_cores  # FlashInfer's switch: None times both, else pinned
         self.compile_mode = compile_mode  # None: no torch.compile; "default" or a torch.compile mode
         self.num_q_heads = model.config.num_attention_heads
         self.scale = float(attention_modules(model)[0].scaling)
@@ -123,8 +125,9 @@ class FastDecode:
         args = (self.cache, batch, self.num_q_heads)
         sel = self.selector
         if isinstance(sel, Dense):
-            cls = FlashInferDenseStep if flashinfer_ready(self.cache.device) else TritonDenseStep
-            return cls(*args, self.scale)
+            if flashinfer_ready(self.cache.device):
+                return FlashInferDenseStep(*args, self.scale, tensor_cores=self.dense_tensor_cores)
+            return TritonDenseStep(*args, self.scale)
         if isinstance(sel, SinkWindow):
             return SinkWindowStep(sel, *args, k)
         if isinstance(sel, VAttention):

@@ -5,12 +5,13 @@ The reference selector (selectors/vattention.py) runs hundreds of small tensor o
   1. the exact logits of every key for every query head (one Triton kernel reading each key once from the
      paged cache, -inf past each row's length);
   2. the sink and window logits gathered from them, then those slots set to -inf;
-  3. the top k - sink - window by logit (the radix top-k of the other pipelines), and the Hoeffding split of
-     selectors.vattention.split_budget on those few logits: how many top tokens to keep, how many residual
-     tokens to draw;
+  3. the top k - sink - window by logit (the radix top-k of the other pipelines), sorted, and the Hoeffding
+     split of selectors.vattention.split_budget on those few logits in one kernel (gpu_index.hoeffding): how
+     many top tokens to keep, how many residual tokens to draw;
   4. the residual drawn uniformly without replacement: a uniform variate per slot, -inf outside the residual,
      and the same top-k on it (the draws with the largest variates);
-  5. the Triton sparse decode over [sink + window | kept top | samples], the samples weighted by M / n.
+  5. one kernel writing the read list [sink + window | kept top | samples], the samples weighted by M / n, and
+     the Triton sparse decode over it.
 The slots after the kept top tokens hold the samples (kept + drawn never exceeds the top's slots), so the
 step reads exactly k slots per query head. As in the engine's other pipelines k is fixed for the call
 (from the longest row), where the reference path takes each row's own k every step; the random draws come
@@ -24,9 +25,10 @@ import torch
 from ctxsparse.attention.sparse_decode import sparse_decode
 from ctxsparse.engine.cache import PagedKVCache
 from ctxsparse.gpu_index import RowTopK
+from ctxsparse.gpu_index.hoeffding import launch_assemble, launch_split
 from ctxsparse.gpu_index.key_score import launch_key_scores
 from ctxsparse.selectors import OracleTopK
-from ctxsparse.selectors.vattention import VAttention, split_budget
+from ctxsparse.selectors.vattention import VAttention
 
 NEG_INF = float("-inf")
 
@@ -70,6 +72,10 @@ class VAttentionStep:
         self.positions = torch.arange(cap, device=dev)
         self.sw_offsets = torch.arange(self.sink + self.window, device=dev)
         self.top_offsets = torch.arange(self.top_slots, device=dev)
+        self.keep = torch.zeros(self.rows, dtype=torch.int64, device=dev)
+        self.draw = torch.zeros(self.rows, dtype=torch.int64, device=dev)
+        self.tokens = torch.zeros(self.rows, k, dtype=torch.int32, device=dev)
+        self.weights = torch.zeros(self.rows, k, dtype=torch.float32, device=dev)
         self.out = torch.empty(batch, num_q_heads, s.head_dim, dtype=s.dtype, device=dev)
         self.timings_us: dict[str, float] = {}
         self.last: dict[str, torch.Tensor] = {}  # the last layer's tokens, weights, keep and draw (for tests)
@@ -90,47 +96,38 @@ class VAttentionStep:
         valid = (pos < visible) & ((off < sink) | (pos >= sink))
         self.sw_tokens = pos.clamp(0, self.cache.shape.capacity - 1).repeat_interleave(h, 0)  # [R, s + w]
         self.sw_valid = valid.repeat_interleave(h, 0)
-        self.visible = visible.repeat_interleave(h, 0)  # [R, 1]
-        sw_count = self.sw_valid.sum(-1, keepdim=True)
+        self.sw_weights = self.sw_valid.float()
+        visible = visible.repeat_interleave(h, 0)  # [R, 1]
+        sw_count = self.sw_valid.sum(-1)
         self.rest = (self.k - sw_count).clamp(0, self.top_slots)  # budget past sink and window
-        self.outside_sw = self.visible - sw_count  # tokens neither sink nor window
-        self.past_end = self.positions.view(1, -1) >= self.visible  # [R, cap]
+        self.outside_sw = visible.view(-1) - sw_count  # tokens neither sink nor window
+        self.past_end = self.positions.view(1, -1) >= visible  # [R, cap]
 
     def _select(self, layer: int, q: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens and weights [B, Hq, k] of one layer."""
-        r, t = self.rows, self.top_slots
         keys = self.cache.rows(layer)[0]
         launch_key_scores(q, keys, self.scores, None, scale, "none", lengths=self.cache.lengths, length_add=1)
-        sw_logits = self.scores.gather(1, self.sw_tokens).masked_fill(~self.sw_valid, NEG_INF)
+        sw_logits = self.scores.gather(1, self.sw_tokens).masked_fill_(~self.sw_valid, NEG_INF)
         self.scores.scatter_(1, self.sw_tokens, NEG_INF)
         top = self.top.run(self.scores).long()  # [R, t], unordered
-        top_logits = self.scores.gather(1, top)
-        count = torch.isfinite(top_logits).sum(-1, keepdim=True)
-        residual0 = self.outside_sw - count
-        one = (r, 1, 1)
-        order, keep, draw = split_budget(
-            sw_logits.view(r, 1, 1, 1, -1), top_logits.view(r, 1, 1, 1, t), count.view(one), self.rest.view(one),
-            residual0.view(one), self.selector.epsilon, self.selector.delta, self.selector.min_samples,
-        )  # fmt: skip
-        top = top.gather(1, order.view(r, t))  # by logit, highest first
-        keep, draw = keep.view(r, 1), draw.view(r, 1)
-        kept = self.top_offsets.view(1, -1) < keep
+        top_logits, order = self.scores.gather(1, top).sort(dim=1, descending=True, stable=True)
+        top = top.gather(1, order)  # by logit, highest first
+        count = torch.isfinite(top_logits).sum(-1)
+        launch_split(top_logits, sw_logits, count, self.rest, self.outside_sw - count, self.keep, self.draw,
+                     self.selector.epsilon, self.selector.delta, self.selector.min_samples)  # fmt: skip
+        kept = self.top_offsets.view(1, -1) < self.keep.view(-1, 1)
         # The residual: visible, neither sink nor window nor kept. Its largest -log(1 - u) are a uniform draw.
         noise = torch.log1p(-self.noise.uniform_()).neg_().masked_fill_(self.past_end, NEG_INF)
         noise.scatter_(1, self.sw_tokens, NEG_INF)
-        noise.scatter_(1, top, noise.gather(1, top).masked_fill(kept, NEG_INF))
+        noise.scatter_(1, top, noise.gather(1, top).masked_fill_(kept, NEG_INF))
         drawn = self.sample.run(noise).long()
         drawn = drawn.gather(1, noise.gather(1, drawn).argsort(-1, descending=True))  # largest variates first
-        j = (self.top_offsets.view(1, -1) - keep).clamp_min(0)
-        sampled = j < draw
-        tokens = torch.where(kept, top, drawn.gather(1, j))
-        size = (self.outside_sw - keep).float()  # residual after the kept top: M
-        weight = (size / draw.clamp_min(1).float()).clamp_min(1.0)
-        weights = torch.where(kept, 1.0, torch.where(sampled, weight, 0.0))
-        tokens = torch.cat([self.sw_tokens, tokens], dim=1).view(self.batch, self.heads, self.k)
-        weights = torch.cat([self.sw_valid.float(), weights], dim=1).view(self.batch, self.heads, self.k)
-        self.last = {"tokens": tokens, "weights": weights, "keep": keep, "draw": draw}
-        return tokens.to(torch.int32), weights
+        launch_assemble(self.sw_tokens, self.sw_weights, top, drawn, self.keep, self.draw, self.outside_sw - self.keep,
+                        self.tokens, self.weights)  # fmt: skip
+        tokens = self.tokens.view(self.batch, self.heads, self.k)
+        weights = self.weights.view(self.batch, self.heads, self.k)
+        self.last = {"tokens": tokens, "weights": weights, "keep": self.keep, "draw": self.draw}
+        return tokens, weights
 
     def attend(self, layer: int, q: torch.Tensor, key: torch.Tensor, scale: float) -> torch.Tensor:
         """q [B, Hq, D] and the step's new keys (already in the cache) -> [B, Hq, D]."""

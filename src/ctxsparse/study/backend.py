@@ -137,7 +137,8 @@ class TransformersBackend:
     """
 
     def __init__(self, device: str = "cpu", dtype: str = "auto", decode_path: str = "auto",
-                 phase: str = "question", fidelity: bool = True) -> None:  # fmt: skip
+                 phase: str = "question", fidelity: bool = True,
+                 dense_tensor_cores: bool | None = None) -> None:  # fmt: skip
         from ctxsparse.models import parse_dtype
 
         if decode_path not in DECODE_PATHS:
@@ -145,6 +146,7 @@ class TransformersBackend:
         self.device = device
         self.dtype = dtype
         self.decode_path, self.phase, self.fidelity = decode_path, phase, fidelity
+        self.dense_tensor_cores = dense_tensor_cores  # the engine path's FlashInfer switch (see Engine)
         self._torch_dtype = parse_dtype(dtype)
 
     def open(self, model: str) -> TransformersSession | Any:
@@ -157,7 +159,9 @@ class TransformersBackend:
 
         if self.decode_path == "auto" and engine_problem(loaded) is not None:
             return TransformersSession(loaded, tokenizer)
-        return EngineSession(loaded, tokenizer, phase=self.phase, fidelity=self.fidelity)
+        return EngineSession(
+            loaded, tokenizer, phase=self.phase, fidelity=self.fidelity, dense_tensor_cores=self.dense_tensor_cores
+        )
 
 
 def engine_problem(model: Any) -> str | None:

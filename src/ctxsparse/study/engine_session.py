@@ -54,12 +54,12 @@ class EngineSession(BatchedSession):
     """
 
     def __init__(self, model: Any, tokenizer: Any, rows: int = 256, phase: str = "question",
-                 fidelity: bool = True) -> None:  # fmt: skip
+                 fidelity: bool = True, dense_tensor_cores: bool | None = None) -> None:  # fmt: skip
         from ctxsparse.engine.hook import check_family
 
         check_family(model)
         self.model, self.tokenizer, self.rows, self.fidelity = model, tokenizer, rows, fidelity
-        self.phase = phase
+        self.phase, self.dense_tensor_cores = phase, dense_tensor_cores
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
         self.stop_ids = stop_token_ids(model, tokenizer)
         self.cache = None
@@ -143,7 +143,8 @@ class EngineSession(BatchedSession):
         keep = self.fidelity and not dense
         engine = self._engine(config)
         run = run_forced(engine, lengths, feeds, caps_left, sorted(self.stop_ids), stop_when=tests, keep_logits=keep)
-        self.modes[config.label()] = run.mode
+        kernel = "" if engine.mode == "rows" else engine.fast.attention_name
+        self.modes[config.label()] = f"{run.mode}: {kernel}" if kernel else run.mode
         answers = [g + r.tokens for g, r in zip(given, run.rows, strict=True)]
         compared = self._teacher(lengths, feeds, answers, with_question, run) if keep else {}
         out = []
@@ -214,6 +215,7 @@ class EngineSession(BatchedSession):
                 cache=self.cache,
                 prefill_chunk=PREFILL_CHUNK,
                 beyond_positions=True,
+                dense_tensor_cores=self.dense_tensor_cores,
             )
         return self.engines[key]
 
