@@ -50,3 +50,23 @@ def test_passkey_dense_and_oracle_topk_10x(embedded, capsys):
     summary = answers["oracle_topk"].trace.summary()
     assert summary["density"] == pytest.approx(0.1, abs=0.01)
     assert summary["mass_recall"] > 0.8
+
+
+def test_the_converting_load_equals_a_cached_load(tmp_path, monkeypatch):
+    """The first load (converting the GGUF) and later loads (its safetensors copy) give the same bf16 model: the
+    rotary frequencies stay float32 in both, so both decode the same tokens."""
+    import torch
+
+    from ctxsparse.models import embedded_gguf_path, load_model
+
+    try:
+        embedded_gguf_path()
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+    monkeypatch.setenv("CTXSPARSE_CACHE", str(tmp_path))
+    (first, _), (second, _) = (load_model("smollm2-135m", dtype="bfloat16") for _ in range(2))
+    for model in (first, second):
+        assert model.model.rotary_emb.inv_freq.dtype == torch.float32
+    ids = torch.randint(5, 40000, (1, 200), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(first(ids).logits, second(ids).logits)

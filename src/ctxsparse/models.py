@@ -93,6 +93,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CTXSPARSE_CACHE", Path.home() / ".cache" / "ctxsparse"))
 
 
+def _cast_keeping_rotary(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """model.to(dtype), with the rotary frequencies kept in float32 as from_pretrained(dtype=...) keeps them: cast
+    to bf16 they shift every position's angle, and the first (converting) load would decode other tokens than
+    every later load from the safetensors copy."""
+    kept = {}
+    for module in model.modules():
+        for name in ("inv_freq", "original_inv_freq"):
+            value = getattr(module, name, None)
+            if isinstance(value, torch.Tensor):
+                kept[(module, name)] = value.clone()
+    model = model.to(dtype)
+    for (module, name), value in kept.items():
+        setattr(module, name, value)
+    return model
+
+
 def _load_embedded(device: str, dtype: torch.dtype | None):
     """Dequantize the GGUF once through transformers' loader, then reuse a safetensors copy."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -117,7 +133,7 @@ def _load_embedded(device: str, dtype: torch.dtype | None):
             tokenizer.save_pretrained(converted)
         except OSError:
             pass  # a read-only home only costs the conversion next time
-        model = model.to(dtype)
+        model = _cast_keeping_rotary(model, dtype)
     model.config._ctxsparse_name = "smollm2-135m"
     return model.to(device), tokenizer
 

@@ -39,12 +39,12 @@ class FlashInferDenseStep:
         dev, ppr = cache.device, cache.shape.pages_per_row
         self.table = cache.page_table[:batch].cpu()
         self.wrappers = {}
-        for tensor_cores in (False, True):
-            self.wrappers[tensor_cores] = flashinfer.BatchDecodeWithPagedKVCacheWrapper(
+        for tc in (False, True):
+            self.wrappers[tc] = flashinfer.BatchDecodeWithPagedKVCacheWrapper(
                 torch.zeros(WORKSPACE_BYTES, dtype=torch.uint8, device=dev),
                 "NHD",
                 use_cuda_graph=True,
-                use_tensor_cores=tensor_cores,
+                use_tensor_cores=tc,
                 paged_kv_indptr_buffer=torch.zeros(batch + 1, dtype=torch.int32, device=dev),
                 paged_kv_indices_buffer=torch.zeros(batch * ppr, dtype=torch.int32, device=dev),
                 paged_kv_last_page_len_buffer=torch.zeros(batch, dtype=torch.int32, device=dev),
