@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 
 from ctxsparse import Budget, OracleTopK, VAttention
+from ctxsparse.bench.generate_floor import step_bytes, weight_read_bytes
+from ctxsparse.bench.peaks import datasheet_peak
 from ctxsparse.engine import Engine
 from ctxsparse.engine.forced import run_forced
 from ctxsparse.engine.grad_mode import engine_mode
@@ -73,6 +75,8 @@ def main() -> None:
         for b, ctx in enumerate(contexts):
             dense._forward_rows([b], [0], [ctx], sparse=False)
     lengths = [args.context] * args.batch
+    peak = datasheet_peak(torch.cuda.get_device_name()) if cuda else None
+    weights, group = weight_read_bytes(model), model.config.num_attention_heads // model.config.num_key_value_heads
     rows = []
     for label, selector, budget, reference in _configs([int(s) for s in args.sparsity.split(",")]):
         engine = dense if selector is None else Engine(model, None, selector=selector, budget=budget,
@@ -93,14 +97,23 @@ def main() -> None:
         wall = statistics.median(times[1:]) if len(times) > 1 else times[0]
         row = {"config": label, "mode": mode, "batch_s": round(wall, 4), "first_s": round(times[0], 4),
                "calls": calls, "ms_per_call": round(1e3 * wall / calls, 3)}  # fmt: skip
+        method = "dense" if selector is None else ("oracle_topk" if label.startswith("oracle") else "vattention")
+        k = 0 if budget is None else budget.tokens_for(args.context)
+        floor = step_bytes(method, dense.cache.shape, weights, args.batch, args.context, k, group)
+        row["floor_bytes_per_step"] = floor.total  # at the context's length, one token per row
+        if peak is not None:
+            row["floor_ms_per_step"] = round(floor.floor_ms(peak[0]), 3)
         rows.append(row)
         print(json.dumps(row), flush=True)
     device = torch.cuda.get_device_name() if cuda else "cpu (interpreted kernels: a check, not a timing)"
     print(f"\n{device}, bf16, {args.model}, {args.batch} rows x {args.context} context tokens, question "
           f"{args.question} + answer {args.answer} tokens; median of {args.repeats - 1} warm runs")  # fmt: skip
-    print(f"{'configuration':40s} {'mode':42s} {'batch s':>8s} {'ms/call':>8s}")
+    where = f"{peak[1]} datasheet {peak[0]} TB/s" if peak else "no datasheet peak for this device"
+    print(f"byte floor per step: weights + keys scanned + rows read, at {args.context} tokens ({where})")
+    print(f"{'configuration':40s} {'mode':42s} {'batch s':>8s} {'ms/call':>8s} {'floor ms':>9s}")
     for r in rows:
-        print(f"{r['config']:40s} {r['mode'][:42]:42s} {r['batch_s']:8.3f} {r['ms_per_call']:8.2f}")
+        floor_ms = r.get("floor_ms_per_step", float("nan"))
+        print(f"{r['config']:40s} {r['mode'][:42]:42s} {r['batch_s']:8.3f} {r['ms_per_call']:8.2f} {floor_ms:9.3f}")
     out = Path(args.out) if args.out else RESULTS / f"vattention-step-{datetime.now(timezone.utc):%Y-%m-%d}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = {k: v for k, v in vars(args).items() if k != "out"}

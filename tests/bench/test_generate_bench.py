@@ -31,6 +31,8 @@ def test_step_bytes_of_the_issue_shapes():
     assert oracle.scan == dense.rows // 2  # every key, no value
     quest = step_bytes("quest", LLAMA8B, weights, 4, 32768, 100)
     assert quest.scan == dense.rows // 16 and quest.rows == 4 * 112 * 131072  # 7 whole pages of 16
+    vatt = step_bytes("vattention", LLAMA8B, weights, 4, 32768, k, group=4)
+    assert vatt.scan == oracle.scan and vatt.rows == 4 * oracle.rows  # each of a group's 4 query heads reads its k
     assert step_bytes("weights_only", LLAMA8B, weights, 4, 32768, 0).total == weights
     with pytest.raises(ValueError, match="No byte floor"):
         step_bytes("lsh", LLAMA8B, weights, 4, 32768, k)

@@ -41,8 +41,10 @@ class StepBytes:
         return self.total / (tbps * 1e12) * 1e3
 
 
-def step_bytes(method: str, shape: CacheShape, weights: int, batch: int, context: int, k: int) -> StepBytes:
-    """Byte floor of a step at `context` tokens per row; k tokens per (row, kv head) for sparse methods."""
+def step_bytes(method: str, shape: CacheShape, weights: int, batch: int, context: int, k: int,
+               group: int = 1) -> StepBytes:  # fmt: skip
+    """Byte floor of a step at `context` tokens per row; k tokens per (row, kv head) for sparse methods, and per
+    (row, query head) for vAttention, whose `group` query heads per kv head each read their own k."""
     per_token = shape.bytes_per_token  # K and V, all layers and kv heads
     item = torch.finfo(shape.dtype).bits // 8
     heads = shape.num_layers * shape.num_kv_heads
@@ -61,4 +63,6 @@ def step_bytes(method: str, shape: CacheShape, weights: int, batch: int, context
         return StepBytes(weights, batch * pages * heads * 2 * shape.head_dim * item, read)
     if method == "sink_window":
         return StepBytes(weights, 0, selected)
+    if method == "vattention":
+        return StepBytes(weights, batch * context * per_token // 2, selected * group)
     raise ValueError(f"No byte floor for method {method!r}.")
