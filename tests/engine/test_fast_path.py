@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModelForCausalLM
 
 from ctxsparse import Budget, DoubleSparsity, OracleTopK, Quest, SinkWindow
 from ctxsparse.bench.generate import random_calibration
@@ -16,16 +15,6 @@ from ctxsparse.gpu_index.launch import INTERPRETED
 from ctxsparse.selectors.calibration import Calibration
 
 interpreted = pytest.mark.skipif(torch.cuda.is_available() or not INTERPRETED, reason="CPU interpreter test")
-
-
-@pytest.fixture(scope="module")
-def model():
-    """A two-layer bf16 Llama with head_dim 64 (a size the decode kernel takes)."""
-    cfg = AutoConfig.for_model("llama", hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
-                               num_key_value_heads=2, head_dim=64, intermediate_size=256, vocab_size=512,
-                               max_position_embeddings=1024)  # fmt: skip
-    torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
 
 
 def _every_token(model):

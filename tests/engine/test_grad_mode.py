@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
 
 from ctxsparse import Budget, DoubleSparsity
 from ctxsparse.bench.generate import random_calibration
@@ -12,15 +11,6 @@ from ctxsparse.engine import Engine
 from ctxsparse.gpu_index.launch import INTERPRETED
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available() or not INTERPRETED, reason="CPU interpreter test")
-
-
-@pytest.fixture(scope="module")
-def model():
-    cfg = AutoConfig.for_model("llama", hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
-                               num_key_value_heads=2, head_dim=64, intermediate_size=256, vocab_size=512,
-                               max_position_embeddings=1024)  # fmt: skip
-    torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
 
 
 @pytest.mark.parametrize("made_in_inference_mode", [True, False])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
 
 from ctxsparse import Budget, VAttention
 from ctxsparse.engine import Engine
@@ -99,15 +98,6 @@ def test_buffer_bound_counts_every_query_head():
     small = step_buffer_bytes(shape, VAttention(), Budget(sparsity=10), 100, num_q_heads=2)
     large = step_buffer_bytes(shape, VAttention(), Budget(sparsity=10), 100, num_q_heads=8)
     assert large - small == 4 * 6 * 256 * 32
-
-
-@pytest.fixture(scope="module")
-def model():
-    cfg = AutoConfig.for_model("llama", hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
-                               num_key_value_heads=2, head_dim=64, intermediate_size=256, vocab_size=512,
-                               max_position_embeddings=1024)  # fmt: skip
-    torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).eval()
 
 
 @interpreted
