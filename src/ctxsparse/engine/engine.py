@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -27,6 +26,7 @@ from ctxsparse.engine.cache import CacheShape, PagedKVCache, check_fits
 from ctxsparse.engine.fast import FastDecode, fast_path_problem, step_buffer_bytes
 from ctxsparse.engine.grad_mode import engine_mode
 from ctxsparse.engine.hook import attached, check_family
+from ctxsparse.engine.result import EngineResult
 from ctxsparse.engine.rows import RowAttention
 from ctxsparse.engine.sampling import Sampling
 from ctxsparse.models import model_key
@@ -35,29 +35,6 @@ from ctxsparse.selectors.base import Selector
 
 PHASES = ("question", "decode")
 STOP_CHECK_EVERY = 8  # graph/eager steps between host checks of "every row has stopped" (one sync each)
-
-
-@dataclass
-class EngineResult:
-    """What Engine.generate produced: per row its text and tokens; per decode step its time."""
-
-    texts: list[str]
-    token_ids: list[list[int]]
-    step_ms: list[float]
-    prefill_s: float
-    mode: str
-    attention: str
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def median_step_ms(self) -> float:
-        times = sorted(self.step_ms)
-        return times[len(times) // 2] if times else float("nan")
-
-    @property
-    def tokens_per_s(self) -> float:
-        """Decode throughput of the batch: rows / median step time."""
-        return len(self.token_ids) * 1e3 / self.median_step_ms
 
 
 def _positions_limit(model: torch.nn.Module) -> int | None:
@@ -76,9 +53,8 @@ class Engine:
     mode; or a mode name such as 'max-autotune-no-cudagraphs', which compiles for minutes).
     beyond_positions: allow max_len past the model's positions (as eager transformers calls do; the study's
     lengths count the prompt's tokens, which may overshoot the nominal length by a few).
-    dense_tensor_cores: FlashInfer's tensor-core switch for dense decode steps. None (default) times both
-    configurations on the real cache and keeps the faster; True or False pins one, so that repeated runs give
-    the same tokens (the two round differently in bf16, and a near tie in timing may pick either).
+    dense_tensor_cores: FlashInfer's switch for dense steps: None times both settings and keeps the faster; True
+    or False pins one, for runs that repeat token for token (they round differently, and near ties pick either).
     """
 
     def __init__(
